@@ -1,0 +1,72 @@
+"""The cell-centred uniform grid every datagen family solves and stores on.
+
+The domain is ``[0, L)^d`` split into ``n`` cells per axis of width ``h = L / n``; values
+live at the cell centres ``(j + 1/2) h``, ``j = 0 .. n-1``. Storing every ``k``-th point
+(``subsample=k``) keeps the centres ``j = 0, k, 2k, ...``: ``(n - 1) // k + 1`` points per
+axis, again a uniform grid (spacing ``k h``, first point ``h / 2``). With ``k = 5`` a 421
+solve stores 85 points per axis, the FNO paper's Darcy setting.
+
+>>> cell_centres(4)
+array([0.125, 0.375, 0.625, 0.875])
+>>> CellGrid(n=421, ndim=2, subsample=5).stored_shape
+(85, 85)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+__all__ = ["CellGrid", "cell_centres"]
+
+
+def cell_centres(n: int, length: float = 1.0) -> np.ndarray:
+    """The ``n`` cell centres ``(j + 1/2) length / n`` of ``[0, length)``, shape ``(n,)``."""
+    return (np.arange(n) + 0.5) * (length / n)
+
+
+@dataclasses.dataclass(frozen=True)
+class CellGrid:
+    """A cell-centred grid of ``n`` cells per axis on ``[0, length)^ndim``, stored every ``subsample``-th point.
+
+    >>> grid = CellGrid(n=8, ndim=2, subsample=3)
+    >>> grid.h, grid.stored_shape
+    (0.125, (3, 3))
+    >>> grid.store(np.arange(64.0).reshape(8, 8))[0]
+    array([0., 3., 6.])
+    """
+
+    n: int
+    ndim: int
+    subsample: int = 1
+    length: float = 1.0
+
+    @property
+    def h(self) -> float:
+        """Cell width of the solve grid."""
+        return self.length / self.n
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of the solve grid, ``(n,) * ndim``."""
+        return (self.n,) * self.ndim
+
+    @property
+    def stored_shape(self) -> tuple[int, ...]:
+        """Shape of a stored field, ``((n - 1) // subsample + 1,) * ndim``."""
+        return ((self.n - 1) // self.subsample + 1,) * self.ndim
+
+    def store(self, field: np.ndarray) -> np.ndarray:
+        """Every ``subsample``-th point of ``field`` (shape :attr:`shape`) on every axis."""
+        return field[(slice(None, None, self.subsample),) * self.ndim]
+
+    def attrs(self) -> dict[str, list[float] | list[int]]:
+        """The grid as HDF5 attributes: stored shape, domain extent, first point, spacing."""
+        return {
+            "grid_shape": list(self.stored_shape),
+            "grid_extent": [self.length] * self.ndim,
+            "grid_origin": [self.h / 2] * self.ndim,
+            "grid_spacing": [self.h * self.subsample] * self.ndim,
+            "solve_shape": list(self.shape),
+        }

@@ -1,0 +1,174 @@
+"""Datagen recipes: one YAML file describing a dataset, parsed into typed dataclasses.
+
+::
+
+    pde: darcy                 # a registered family (nopx.datagen.available_families())
+    seed: 0                    # sample i is drawn from default_rng([seed, i])
+    samples: 1200
+    first_index: 0             # global index of the file's first sample
+    out: data/darcy_pwc_64.h5
+    grid: {n: 64, subsample: 1}
+    darcy: {coefficient: piecewise_constant, alpha: 2.0, tau: 3.0, modes: 32, high: 12.0, low: 3.0, source: 1.0}
+    solver: {method: direct, rtol: 1.0e-8}
+    storage: {dtype: float32}
+
+The section named after ``pde`` holds the family's parameters (its ``config_type``).
+Every mistake is a :class:`~nopx.errors.UserError` naming the file and key:
+
+>>> recipe = recipe_from_mapping({"pde": "darcy", "samples": 4, "out": "x.h5"}, where="r.yaml")
+>>> recipe.grid.n, recipe.physics.high, recipe.solver.method
+(64, 12.0, 'direct')
+>>> recipe_from_mapping({"pde": "darcy", "samples": 0, "out": "x.h5"}, where="r.yaml")
+Traceback (most recent call last):
+...
+nopx.errors.UserError: r.yaml: samples: must be positive, got 0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import yaml
+
+from nopx.config import apply_overrides, parse_dataclass, read_yaml, to_dict
+from nopx.datagen.family import Family, available_families, family_class
+from nopx.datagen.grid import CellGrid
+from nopx.datagen.solvers import Solver, build_solver
+from nopx.errors import UserError
+
+__all__ = [
+    "Recipe",
+    "GridConfig",
+    "SolverConfig",
+    "StorageConfig",
+    "load_recipe",
+    "recipe_from_mapping",
+    "differing_keys",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class GridConfig:
+    """Solve on ``n`` cells per axis; store every ``subsample``-th point (see :mod:`nopx.datagen.grid`)."""
+
+    n: int = 64
+    subsample: int = 1
+
+    def __post_init__(self) -> None:
+        if self.n < 4:
+            raise ValueError(f"n: need at least 4 cells per axis, got {self.n}")
+        if not 1 <= self.subsample < self.n:
+            raise ValueError(f"subsample: must be in [1, n), got {self.subsample}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SolverConfig:
+    """The engine (``method``, built with ``options``) and the true relative residual every sample must reach."""
+
+    method: str = "direct"
+    rtol: float = 1e-8
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.rtol < 1:
+            raise ValueError(f"rtol: must be in (0, 1), got {self.rtol}")
+        self.build()
+
+    def build(self) -> Solver:
+        """The configured engine (``ValueError`` naming ``method``/``options`` if it cannot be built)."""
+        try:
+            return build_solver(self.method, **self.options)
+        except TypeError as err:
+            raise ValueError(f"options: {err}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class StorageConfig:
+    """On-disk dtype of the fields; datagen always computes in float64."""
+
+    dtype: Literal["float32", "float64"] = "float32"
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """A parsed recipe. ``physics`` is the family's config (the YAML section named like ``pde``)."""
+
+    pde: str
+    out: str
+    samples: int
+    seed: int = 0
+    first_index: int = 0
+    grid: GridConfig = dataclasses.field(default_factory=GridConfig)
+    solver: SolverConfig = dataclasses.field(default_factory=SolverConfig)
+    storage: StorageConfig = dataclasses.field(default_factory=StorageConfig)
+    physics: Any = None
+
+    def __post_init__(self) -> None:
+        if self.samples <= 0:
+            raise ValueError(f"samples: must be positive, got {self.samples}")
+        if self.seed < 0:
+            raise ValueError(f"seed: must be a non-negative integer, got {self.seed}")
+        if self.first_index < 0:
+            raise ValueError(f"first_index: must be non-negative, got {self.first_index}")
+        if not self.out:
+            raise ValueError("out: name the HDF5 file to write, e.g. data/darcy.h5")
+
+    def family(self) -> Family:
+        """The PDE family on this recipe's solve grid."""
+        cls = family_class(self.pde)
+        grid = CellGrid(n=self.grid.n, ndim=cls.ndim, subsample=self.grid.subsample)
+        return cls(self.physics, grid=grid, seed=self.seed)
+
+    def to_mapping(self) -> dict[str, Any]:
+        """The recipe in its YAML layout (every default filled in)."""
+        data = to_dict(self)
+        physics = data.pop("physics")
+        layout = ("pde", "seed", "samples", "first_index", "out", "grid")
+        return {**{k: data.pop(k) for k in layout}, self.pde: physics, **data}
+
+    def to_yaml(self) -> str:
+        """The resolved recipe as YAML text; :func:`recipe_from_mapping` reads it back."""
+        return yaml.safe_dump(self.to_mapping(), sort_keys=False)
+
+
+def load_recipe(path: str | pathlib.Path, overrides: Sequence[str] = ()) -> Recipe:
+    """Read the recipe at ``path`` with ``--set`` style ``"key.path=value"`` overrides applied."""
+    return recipe_from_mapping(apply_overrides(read_yaml(path), overrides), where=str(path))
+
+
+def recipe_from_mapping(mapping: Mapping[str, Any], *, where: str) -> Recipe:
+    """Parse an already-read recipe; ``where`` names its origin in error messages."""
+    raw = dict(mapping)
+    pde = raw.get("pde")
+    if not isinstance(pde, str):
+        raise UserError(f"{where}: 'pde' must name a PDE family (available: "
+                        f"{', '.join(available_families())}), got {pde!r}")
+    try:
+        cls = family_class(pde)
+    except ValueError as err:
+        raise UserError(f"{where}: {err}") from None
+    if "physics" in raw:
+        raise UserError(f"{where}: unknown key 'physics'; put the PDE parameters in the "
+                        f"section named after the PDE, '{pde}:'")
+    physics = parse_dataclass(cls.config_type, raw.pop(pde, None), where=where, prefix=f"{pde}.")
+    return parse_dataclass(Recipe, {**raw, "physics": physics}, where=where)
+
+
+def differing_keys(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Key paths whose values differ between two nested mappings.
+
+    >>> differing_keys({"a": 1, "g": {"n": 64}}, {"a": 1, "g": {"n": 32}, "b": 2})
+    ['g.n', 'b']
+    """
+    keys = list(old) + [k for k in new if k not in old]
+    found = []
+    for key in keys:
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            found += differing_keys(a, b, prefix=f"{prefix}{key}.")
+        elif a != b:
+            found.append(f"{prefix}{key}")
+    return found

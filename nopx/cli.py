@@ -1,0 +1,132 @@
+"""The ``nopx`` command: parse arguments, dispatch, turn user errors into exit status 2.
+
+Everything heavy (JAX, h5py, the models) is imported inside the sub-command handlers so
+that ``nopx --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from nopx import __version__
+
+USER_ERROR = 2
+INTERRUPTED = 130
+
+
+def _shard(text: str) -> tuple[int, int]:
+    index, sep, count = text.partition("/")
+    try:
+        shard = (int(index), int(count))
+    except ValueError:
+        shard = (-1, 0)
+    if not sep or not 0 <= shard[0] < shard[1]:
+        raise argparse.ArgumentTypeError(f"expected i/N with 0 <= i < N, e.g. 0/4; got {text!r}")
+    return shard
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nopx", description="Neural-operator PDE surrogates: generate data, train, evaluate.")
+    parser.add_argument("--version", action="version", version=f"nopx {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a model from a YAML experiment config")
+    train.add_argument("--config", required=True, help="experiment YAML, e.g. experiments/darcy.yaml")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value, e.g. --set optim.lr=3e-4 (repeatable)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in the run directory from its latest checkpoint")
+
+    evaluate = commands.add_parser("eval", help="evaluate a trained run on its test split")
+    evaluate.add_argument("--run", required=True, help="run directory written by nopx train")
+    evaluate.add_argument("--data", help="evaluate on this dataset instead of the run's")
+    evaluate.add_argument("--resolution", type=_positive,
+                          help="zero-shot: regenerate the test samples at this grid size")
+    evaluate.add_argument("--plot", action="store_true",
+                          help="write a PNG (input, target, prediction, error) into the run dir")
+
+    datagen = commands.add_parser("datagen", help="generate a PDE dataset (HDF5) from a recipe")
+    datagen.add_argument("--config", required=True,
+                         help="datagen recipe, e.g. experiments/datagen/darcy_pwc.yaml")
+    datagen.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a recipe value, e.g. --set samples=200 (repeatable)")
+    datagen.add_argument("--out", help="output file (default: the recipe's 'out')")
+    datagen.add_argument("--workers", type=_positive, default=1, help="parallel solver processes")
+    datagen.add_argument("--shard", type=_shard, help="write only part i of N, e.g. 0/4")
+    datagen.add_argument("--resume", action="store_true", help="complete an interrupted file")
+
+    info = commands.add_parser("info", help="describe a dataset file")
+    info.add_argument("file", help="an HDF5 dataset written by nopx datagen")
+    return parser
+
+
+def _run_train(args: argparse.Namespace) -> None:
+    from nopx import config, training
+
+    training.train_and_evaluate(config.load(args.config, args.overrides), resume=args.resume)
+
+
+def _run_eval(args: argparse.Namespace) -> None:
+    from nopx import training
+
+    training.evaluate_run(args.run, data=args.data, resolution=args.resolution, plot=args.plot)
+
+
+def _run_datagen(args: argparse.Namespace) -> None:
+    from nopx import datagen
+    from nopx.progress import Progress
+
+    recipe = datagen.load_recipe(args.config, args.overrides)
+    progress = Progress(label="datagen")
+    try:
+        path = datagen.generate(recipe, args.out, resume=args.resume, workers=args.workers,
+                                shard=args.shard, progress=progress.update_count)
+    finally:
+        progress.close()
+    print(f"wrote {path}")
+
+
+def _run_info(args: argparse.Namespace) -> None:
+    from nopx import datagen
+
+    print(datagen.info(args.file))
+
+
+HANDLERS = {"train": _run_train, "eval": _run_eval, "datagen": _run_datagen, "info": _run_info}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from nopx.errors import UserError
+
+    try:
+        HANDLERS[args.command](args)
+    except UserError as err:
+        if args.debug:
+            raise
+        print(f"nopx {args.command}: error: {err}", file=sys.stderr)
+        return USER_ERROR
+    except KeyboardInterrupt:
+        print(f"nopx {args.command}: interrupted; rerun with --resume to continue where it "
+              "stopped", file=sys.stderr)
+        return INTERRUPTED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,394 @@
+"""Typed configuration: YAML files parsed into frozen dataclasses, validated up front.
+
+Every mistake a user can make in a config file is reported before any work starts, as a
+:class:`~nopx.errors.UserError` naming the file, the key path and the fix: an unknown key
+gets the closest valid name suggested, a wrong type says what was expected, an impossible
+value (a negative learning rate, more modes than the grid holds) says which bound it broke.
+
+The generic pieces (:func:`read_yaml`, :func:`apply_overrides`, :func:`parse_dataclass`)
+also parse datagen recipes; :func:`load` parses an experiment config (:class:`Config`).
+
+>>> cfg = parse_dataclass(OptimConfig, {"lr": "3e-4"}, where="demo.yaml")
+>>> cfg.lr
+0.0003
+>>> parse_dataclass(OptimConfig, {"lrr": 1.0}, where="demo.yaml")
+Traceback (most recent call last):
+...
+nopx.errors.UserError: demo.yaml: unknown key 'lrr'; did you mean 'lr'? (valid keys: optimizer, lr, weight_decay, schedule, warmup_steps, step_size, gamma, final_lr_ratio, grad_clip)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import pathlib
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import yaml
+
+from nopx.errors import UserError
+
+__all__ = [
+    "Config",
+    "DataConfig",
+    "ModelConfig",
+    "LossConfig",
+    "OptimConfig",
+    "TrainConfig",
+    "CheckpointConfig",
+    "MeshConfig",
+    "read_yaml",
+    "apply_overrides",
+    "parse_dataclass",
+    "to_dict",
+    "load",
+    "from_mapping",
+    "dump",
+]
+
+
+# --------------------------------------------------------------------------- generic parts
+
+
+def read_yaml(path: str | pathlib.Path) -> dict[str, Any]:
+    """Read a YAML mapping from ``path``; a missing file or bad YAML is a :class:`UserError`."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such config file; check the path (relative paths are "
+                        f"taken from the current directory {pathlib.Path.cwd()})")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise UserError(f"{path}: not valid YAML ({err}); fix the syntax at the line shown") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: the top level must be a mapping of sections (key: value), "
+                        f"found {type(data).__name__}")
+    return data
+
+
+def apply_overrides(mapping: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Return a copy of ``mapping`` with ``"a.b=value"`` overrides applied.
+
+    Values are parsed as YAML scalars/flow collections (``lr=1e-3``, ``n_modes=[12,12]``),
+    intermediate mappings are created as needed.
+
+    >>> apply_overrides({"optim": {"lr": 1.0}}, ["optim.lr=0.5", "train.epochs=3"])
+    {'optim': {'lr': 0.5}, 'train': {'epochs': 3}}
+    """
+    result = _deep_copy(mapping)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
+            raise UserError(f"--set {item!r}: expected key.path=value, e.g. --set optim.lr=3e-4")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        node = result
+        parts = key.strip().split(".")
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                where = ".".join(parts[: depth + 1])
+                raise UserError(f"--set {item!r}: '{where}' is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def _deep_copy(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in mapping.items()}
+
+
+def parse_dataclass(cls: type, mapping: Any, *, where: str, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from ``mapping``, checking keys and types recursively.
+
+    Args:
+      cls: a dataclass type whose fields carry type hints (nested dataclasses, ``int``,
+        ``float``, ``str``, ``bool``, ``Literal[...]``, ``X | None``, ``tuple[X, ...]``,
+        ``list[X]``, ``dict[str, Any]``).
+      mapping: the parsed YAML for this section.
+      where: the file name (or other origin) used in messages.
+      prefix: the key path of this section, for messages.
+
+    A ``ValueError("key: message")`` raised by the dataclass ``__post_init__`` becomes a
+    :class:`UserError` naming ``where`` and the full key path.
+    """
+    if mapping is None:
+        mapping = {}
+    if not isinstance(mapping, Mapping):
+        raise UserError(f"{where}: '{prefix.rstrip('.') or '(top level)'}' must be a section "
+                        f"(a mapping of keys), got {mapping!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if key not in fields:
+            raise UserError(_unknown_key_message(where, prefix, str(key), list(fields)))
+        kwargs[key] = _coerce(value, hints[key], where=where, key=prefix + key)
+    for name, field in fields.items():
+        required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+        if required and name not in kwargs:
+            raise UserError(f"{where}: missing required key '{prefix}{name}'; add it to the file")
+    try:
+        return cls(**kwargs)
+    except ValueError as err:
+        message = str(err)
+        head, sep, tail = message.partition(": ")
+        if sep and head in fields:
+            raise UserError(f"{where}: {prefix}{head}: {tail}") from None
+        raise UserError(f"{where}: {prefix.rstrip('.') or 'config'}: {message}") from None
+
+
+def _unknown_key_message(where: str, prefix: str, key: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"{where}: unknown key '{prefix}{key}'{hint} (valid keys: {', '.join(valid)})"
+
+
+def _coerce(value: Any, hint: Any, *, where: str, key: str) -> Any:
+    """Check ``value`` against type ``hint``, converting the safe cases (int→float, str→float)."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, option, where=where, key=key)
+            except UserError as err:
+                errors.append(str(err))
+        raise UserError(errors[-1])
+    if dataclasses.is_dataclass(hint):
+        return parse_dataclass(hint, value, where=where, prefix=key + ".")
+    if origin is Literal:
+        if value not in args:
+            close = difflib.get_close_matches(str(value), [str(a) for a in args], n=1)
+            hint_text = f"; did you mean '{close[0]}'?" if close else ""
+            choices = ", ".join(repr(a) for a in args)
+            raise UserError(f"{where}: {key}: {value!r} is not one of {choices}{hint_text}")
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"{where}: {key}: expected a list, got {value!r}")
+        item_hint = args[0] if args else Any
+        items = [_coerce(v, item_hint, where=where, key=f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict or hint is dict:
+        if not isinstance(value, Mapping):
+            raise UserError(f"{where}: {key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise UserError(f"{where}: {key}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise UserError(f"{where}: {key}: expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)  # YAML 1.1 reads "1e-3" as a string
+            except ValueError:
+                pass
+        raise UserError(f"{where}: {key}: expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise UserError(f"{where}: {key}: expected a string, got {value!r}")
+    raise TypeError(f"unsupported config type {hint!r} for {key}")  # a bug in nopx, not input
+
+
+def to_dict(obj: Any) -> Any:
+    """Turn a (nested) config dataclass into plain YAML-able data (tuples become lists)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def _require(condition: bool, key: str, message: str) -> None:
+    if not condition:
+        raise ValueError(f"{key}: {message}")
+
+
+# --------------------------------------------------------------------------- experiment config
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the dataset is and how it is split.
+
+    ``inputs``/``targets`` name HDF5 fields; each becomes one channel. The first
+    ``n_train`` samples train, the last ``n_test`` test. ``generate`` names a datagen
+    recipe used to create ``path`` when it does not exist.
+    """
+
+    path: str
+    generate: str | None = None
+    inputs: tuple[str, ...] = ("a",)
+    targets: tuple[str, ...] = ("u",)
+    n_train: int = 1000
+    n_test: int = 100
+    normalize: bool = True
+    in_memory: Literal["auto", "always", "never"] = "auto"
+    memory_limit_gb: float = 4.0
+
+    def __post_init__(self) -> None:
+        _require(self.n_train > 0, "n_train", f"must be positive, got {self.n_train}")
+        _require(self.n_test > 0, "n_test", f"must be positive, got {self.n_test}")
+        _require(len(self.inputs) > 0, "inputs", "name at least one input field")
+        _require(len(self.targets) > 0, "targets", "name at least one target field")
+        _require(self.memory_limit_gb > 0, "memory_limit_gb", "must be positive")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """A registered model (``name``) and its constructor arguments (``kwargs``).
+
+    In YAML the arguments sit beside ``name``: ``model: {name: fno, n_modes: [12, 12]}``.
+    ``in_channels``/``out_channels`` default to the number of input/target fields.
+    """
+
+    name: str
+    kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+    """Training loss: ``relative_l2``, ``h1`` (finite differences) or ``sobolev`` (order ``s``)."""
+
+    name: Literal["relative_l2", "h1", "sobolev"] = "relative_l2"
+    s: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """AdamW and its learning-rate schedule (``step_size`` is in epochs)."""
+
+    optimizer: Literal["adamw", "adam"] = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    schedule: Literal["constant", "cosine", "step", "onecycle"] = "cosine"
+    warmup_steps: int = 0
+    step_size: int = 100
+    gamma: float = 0.5
+    final_lr_ratio: float = 0.0
+    grad_clip: float | None = None
+
+    def __post_init__(self) -> None:
+        _require(self.lr > 0, "lr", f"must be positive, got {self.lr}")
+        _require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
+        _require(self.warmup_steps >= 0, "warmup_steps", "must be >= 0")
+        _require(self.step_size > 0, "step_size", "must be a positive number of epochs")
+        _require(0 < self.gamma <= 1, "gamma", f"must be in (0, 1], got {self.gamma}")
+        _require(0 <= self.final_lr_ratio <= 1, "final_lr_ratio", "must be in [0, 1]")
+        _require(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "must be positive")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Loop sizes and bookkeeping. ``run_dir`` defaults to ``runs/<name>``."""
+
+    epochs: int = 10
+    batch_size: int = 16
+    eval_every: int = 1
+    log_every: int = 50
+    run_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        _require(self.epochs > 0, "epochs", f"must be positive, got {self.epochs}")
+        _require(self.batch_size > 0, "batch_size", f"must be positive, got {self.batch_size}")
+        _require(self.eval_every > 0, "eval_every", "must be a positive number of epochs")
+        _require(self.log_every > 0, "log_every", "must be a positive number of steps")
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointConfig:
+    """Orbax checkpointing: every ``every`` epochs, keep ``max_to_keep``, track the best."""
+
+    every: int = 1
+    max_to_keep: int = 2
+    best_metric: str = "test/rel_l2"
+    best_mode: Literal["min", "max"] = "min"
+
+    def __post_init__(self) -> None:
+        _require(self.every > 0, "every", "must be a positive number of epochs")
+        _require(self.max_to_keep > 0, "max_to_keep", "must be positive")
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshConfig:
+    """Device mesh for data parallelism: the batch is split over ``data`` devices (-1: all).
+
+    Parameters are replicated; the batch size must be a multiple of the device count.
+    """
+
+    data: int = 1
+
+    def __post_init__(self) -> None:
+        _require(self.data == -1 or self.data > 0, "data", "must be -1 (all devices) or positive")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """A whole experiment: one YAML file."""
+
+    name: str
+    data: DataConfig
+    model: ModelConfig
+    seed: int = 0
+    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
+    mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
+
+    @property
+    def run_dir(self) -> pathlib.Path:
+        return pathlib.Path(self.train.run_dir or f"runs/{self.name}")
+
+
+def load(path: str | pathlib.Path, overrides: Sequence[str] = ()) -> Config:
+    """Load an experiment config from YAML with ``--set`` style overrides applied.
+
+    Relative ``data.path``/``data.generate`` stay relative to the current directory (the
+    README runs everything from the repository root).
+    """
+    raw = apply_overrides(read_yaml(path), overrides)
+    return from_mapping(raw, where=str(path))
+
+
+def from_mapping(raw: Mapping[str, Any], *, where: str) -> Config:
+    """Parse an already-read config mapping (the ``model`` section keeps free-form kwargs)."""
+    raw = dict(raw)
+    model = raw.get("model")
+    if isinstance(model, Mapping):
+        model = dict(model)
+        kwargs = {k: v for k, v in model.items() if k not in ("name", "kwargs")}
+        kwargs.update(model.get("kwargs") or {})
+        raw["model"] = {"name": model.get("name"), "kwargs": kwargs} if "name" in model else model
+    return parse_dataclass(Config, raw, where=where)
+
+
+def dump(config: Config) -> str:
+    """The config as YAML, model kwargs inlined, as a user would write it."""
+    data = to_dict(config)
+    data["model"] = {"name": config.model.name, **to_dict(config.model.kwargs)}
+    return yaml.safe_dump(data, sort_keys=False)

@@ -1,0 +1,54 @@
+"""Build a registered model from config values, turning argument mistakes into user errors."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+from flax import nnx
+
+from nopx.errors import UserError
+
+
+def model_kwargs(kwargs: dict[str, Any], in_channels: int, out_channels: int) -> dict[str, Any]:
+    """Constructor arguments with the channel counts defaulted from the data fields."""
+    return {"in_channels": in_channels, "out_channels": out_channels, **kwargs}
+
+
+def check_modes(kwargs: dict[str, Any], spatial_shape: Sequence[int], *, where: str) -> None:
+    """Reject ``n_modes`` the grid cannot hold (more modes than points, or wrong dimension)."""
+    modes = kwargs.get("n_modes")
+    if modes is None:
+        return
+    modes = [modes] if isinstance(modes, int) else list(modes)
+    if len(modes) != len(spatial_shape):
+        raise UserError(f"{where}: model.n_modes has {len(modes)} entries but the data is "
+                        f"{len(spatial_shape)}-D (grid {tuple(spatial_shape)}); give one per axis")
+    for axis, (m, n) in enumerate(zip(modes, spatial_shape)):
+        if m > n:
+            raise UserError(f"{where}: model.n_modes[{axis}] = {m} exceeds the grid size {n} "
+                            f"on that axis; use at most {n} (at most {n // 2} avoids aliasing)")
+
+
+def build_model(name: str, kwargs: dict[str, Any], *, seed: int, where: str) -> nnx.Module:
+    """``nopx.models.build(name, **kwargs, rngs=nnx.Rngs(seed))`` with clear error messages."""
+    from nopx import models
+
+    if name not in models.available():
+        close = difflib.get_close_matches(name, models.available(), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise UserError(f"{where}: model.name '{name}' is not a registered model{hint} "
+                        f"(available: {', '.join(models.available())})")
+    accepted = inspect.signature(models.get(name)).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        for key in kwargs:
+            if key not in accepted or key == "rngs":
+                close = difflib.get_close_matches(key, [k for k in accepted if k != "rngs"], n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                raise UserError(f"{where}: model.{key} is not an argument of model '{name}'{hint}")
+    try:
+        return models.build(name, **kwargs, rngs=nnx.Rngs(seed))
+    except (TypeError, ValueError) as err:
+        raise UserError(f"{where}: model '{name}': {err}") from None

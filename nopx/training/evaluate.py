@@ -1,0 +1,148 @@
+"""``nopx eval``: rebuild a trained model from its run directory and measure it.
+
+The run directory alone is enough: ``config.yaml`` names the data, the best checkpoint's
+metadata names the model and its constructor arguments and holds the normalisers.
+``--resolution N`` regenerates the test samples from the dataset's own recipe on an N-grid
+(the same random coefficients, so the same functions, sampled finer or coarser) and
+evaluates zero-shot.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any
+
+import numpy as np
+import yaml
+from flax import nnx
+
+from nopx.config import Config, from_mapping, read_yaml
+from nopx.errors import UserError
+from nopx.training.build import build_model
+from nopx.training.checkpoint import Checkpoints
+from nopx.training.data import Normalizer, Split
+from nopx.training.optim import make_optimizer
+from nopx.training.steps import Steps, evaluate, loss_function
+
+
+def load_run(run_dir: pathlib.Path, *, which: str = "best") -> tuple[Config, Steps, nnx.State]:
+    """The run's config, its steps (model + normalisers) and its parameters.
+
+    ``which`` is ``"best"`` (by the tracked metric; the latest if none was tracked) or
+    ``"latest"``.
+    """
+    run_dir = pathlib.Path(run_dir)
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise UserError(f"{run_dir}: not a run directory (no config.yaml); pass the directory "
+                        "`nopx train` wrote, e.g. runs/darcy")
+    cfg = from_mapping(read_yaml(config_path), where=str(config_path))
+    checkpoints = Checkpoints(run_dir, cfg.checkpoint)
+    try:
+        if which == "best" and checkpoints.best.best_step() is None:
+            which = "latest"
+        meta = checkpoints.read_meta(which=which)
+        model = build_model(meta["model"]["name"], meta["model"]["kwargs"], seed=cfg.seed,
+                            where=str(config_path))
+        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+        tx = make_optimizer(cfg.optim, 1, 1)
+        state, _ = checkpoints.restore({"params": params, "opt_state": tx.init(params)},
+                                       which=which)
+    finally:
+        checkpoints.close()
+    norms = meta["normalizers"]
+    steps = Steps(graphdef, rest, tx, loss_function(cfg.loss), Normalizer.from_json(norms["x"]),
+                  Normalizer.from_json(norms["y"]))
+    return cfg, steps, state["params"]
+
+
+def _regenerate_test(cfg: Config, source: pathlib.Path, resolution: int,
+                     out_dir: pathlib.Path) -> pathlib.Path:
+    """Regenerate the test samples of ``source`` on a ``resolution`` grid (cached)."""
+    from nopx import datagen
+
+    out = out_dir / f"{source.stem}_test_n{resolution}.h5"
+    if out.exists():
+        with datagen.open_dataset(out, require_complete=False) as reader:
+            if reader.attrs.get("complete"):
+                return out
+    with datagen.open_dataset(source) as reader:
+        recipe_text = str(reader.attrs["recipe"])
+        total = reader.n_samples
+    first = int(yaml.safe_load(recipe_text).get("first_index", 0)) + total - cfg.data.n_test
+    out_dir.mkdir(parents=True, exist_ok=True)
+    recipe_path = out_dir / f"{source.stem}_recipe.yaml"
+    recipe_path.write_text(recipe_text)
+    recipe = datagen.load_recipe(recipe_path, [f"grid.n={resolution}", "grid.subsample=1",
+                                               f"first_index={first}",
+                                               f"samples={cfg.data.n_test}"])
+    return datagen.generate(recipe, str(out), resume=out.exists())
+
+
+def evaluate_run(run: str | pathlib.Path, *, data: str | None = None,
+                 resolution: int | None = None, plot: bool = False) -> dict[str, Any]:
+    """Evaluate a run's best checkpoint on its test split (or ``data``, or at ``resolution``).
+
+    Prints and returns the metrics; writes them to ``eval.json`` in the run directory and,
+    with ``plot``, a PNG of one test sample (input, target, prediction, error).
+    """
+    run_dir = pathlib.Path(run)
+    cfg, steps, params = load_run(run_dir)
+    path = pathlib.Path(data or cfg.data.path)
+    from nopx import datagen
+
+    if resolution is not None:
+        path = _regenerate_test(cfg, path, resolution, run_dir / "data")
+    with datagen.open_dataset(path) as reader:
+        total = reader.n_samples
+    count = min(cfg.data.n_test, total)
+    split = Split(path, cfg.data.inputs, cfg.data.targets, range(total - count, total),
+                  in_memory=True)
+    metrics = evaluate(steps, params, split, cfg.train.batch_size)
+    grid = split.x.shape[1:-1]
+    key = "x".join(str(n) for n in grid)
+    results_path = run_dir / "eval.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    results[f"{path.name}@{key}"] = {"samples": count, **metrics}
+    results_path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"{run_dir} on {path} ({count} samples, grid {key}): "
+          + "  ".join(f"test/{k} {v:.4g}" for k, v in metrics.items()))
+    if plot:
+        png = run_dir / f"eval_{key}.png"
+        prediction = np.asarray(steps.predict(params, split.x[:1]))
+        _plot_sample(split.x[0], split.y[0], prediction[0], png,
+                     title=f"{cfg.name}: test sample at {key}")
+        print(f"wrote {png}")
+    return metrics
+
+
+def _plot_sample(x: np.ndarray, y: np.ndarray, pred: np.ndarray, png: pathlib.Path,
+                 title: str) -> None:
+    """Input (first channel), target, prediction and |error| of one sample (mid-slice in 3-D)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def view(field: np.ndarray) -> np.ndarray:
+        field = field[..., 0]
+        while field.ndim > 2:
+            field = field[..., field.shape[-1] // 2]
+        return field
+
+    panels = {"input": view(x), "target": view(y), "prediction": view(pred),
+              "|error|": np.abs(view(pred) - view(y))}
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4), constrained_layout=True)
+    for ax, (name, field) in zip(axes, panels.items()):
+        if field.ndim == 1:
+            ax.plot(field)
+        else:
+            image = ax.imshow(field.T, origin="lower", cmap="magma" if name == "|error|" else "viridis")
+            fig.colorbar(image, ax=ax, shrink=0.8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        ax.set_title(name)
+    fig.suptitle(title)
+    fig.savefig(png, dpi=100)
+    plt.close(fig)

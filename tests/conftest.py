@@ -1,0 +1,21 @@
+"""Shared fixtures: a small real Darcy dataset made once per session by ``nopx datagen``."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from helpers import run_nopx
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def darcy_small(tmp_path_factory) -> pathlib.Path:
+    """80 piecewise-constant Darcy samples on a 32x32 grid, written by the real CLI."""
+    out = tmp_path_factory.mktemp("data") / "darcy_small.h5"
+    result = run_nopx("datagen", "--config", str(ROOT / "experiments/datagen/darcy_pwc.yaml"),
+                      "--set", "samples=80", "--set", "grid.n=32", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out

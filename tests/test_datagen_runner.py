@@ -1,0 +1,173 @@
+"""The datagen runner: generate, resume after SIGKILL, workers, shards, merge, info."""
+
+import signal
+import subprocess
+import sys
+import textwrap
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from nopx.datagen import generate, info, merge, open_dataset, recipe_from_mapping
+from nopx.errors import UserError
+
+
+def _recipe(tmp_path, **changes):
+    mapping = {"pde": "darcy", "seed": 5, "samples": 12, "out": str(tmp_path / "d.h5"),
+               "grid": {"n": 16}, "darcy": {"modes": 8}}
+    for key, value in changes.items():
+        section, _, name = key.rpartition("__")
+        (mapping.setdefault(section, {}) if section else mapping)[name] = value
+    return recipe_from_mapping(mapping, where="test")
+
+
+def _arrays(path):
+    with open_dataset(path) as data:
+        out = {name: data.read_range(name, 0, data.n_samples) for name in data.fields}
+        out["params"] = data.meta("params")
+        return out
+
+
+def _assert_same(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_generate_writes_a_complete_verified_file(tmp_path):
+    recipe = _recipe(tmp_path)
+    seen = []
+    path = generate(recipe, progress=lambda done, total: seen.append((done, total)))
+    assert path == tmp_path / "d.h5"
+    assert seen[0] == (0, 12) and seen[-1] == (12, 12)
+    with open_dataset(path) as data:
+        assert data.fields == ("a", "u") and data.n_samples == 12 and data.spatial_shape == (16, 16)
+        assert data.dtype("u") == np.float32
+        assert data.attrs["pde"] == "darcy" and data.attrs["seed"] == 5 and data.attrs["first_index"] == 0
+        assert yaml.safe_load(data.attrs["recipe"]) == recipe.to_mapping()
+        assert data.attrs["grid_shape"] == [16, 16] and data.attrs["grid_spacing"] == [1 / 16, 1 / 16]
+        assert data.meta("done").all() and (data.meta("residual") <= 1e-8).all()
+        assert sorted(data.meta("order")) == list(range(12))
+        assert (data.meta("seconds") > 0).all()
+        # Sample i is the family's problem for global index i, solved.
+        family = recipe.family()
+        np.testing.assert_array_equal(data.read("a", 7), family.problem(7).inputs["a"])
+        np.testing.assert_array_equal(data.meta("params")[7], family.problem(7).params.astype(np.float32))
+        assert data.read("u", 7).min() > 0
+
+
+def test_first_index_and_subsample(tmp_path):
+    full = _arrays(generate(_recipe(tmp_path, samples=6, grid__n=21, out=str(tmp_path / "full.h5"))))
+    part = generate(_recipe(tmp_path, samples=2, first_index=3, grid__n=21, grid__subsample=5,
+                            storage__dtype="float64", out=str(tmp_path / "sub.h5")))
+    with open_dataset(part) as data:
+        assert data.spatial_shape == (5, 5) and data.dtype("a") == np.float64
+        assert data.attrs["grid_origin"] == [0.5 / 21] * 2 and data.attrs["solve_shape"] == [21, 21]
+        np.testing.assert_array_equal(data.read_range("a", 0, 2), full["a"][3:5, ::5, ::5])
+        np.testing.assert_allclose(data.read_range("u", 0, 2), full["u"][3:5, ::5, ::5], rtol=1e-6)
+
+
+def test_existing_file_needs_resume_and_a_matching_recipe(tmp_path):
+    recipe = _recipe(tmp_path)
+    path = generate(recipe)
+    with pytest.raises(UserError, match=r"d\.h5: exists; pass --resume to complete it, or delete it"):
+        generate(recipe)
+    assert generate(recipe, resume=True) == path  # already complete: nothing to do
+    message = r"d\.h5: made by a different recipe \(darcy\.high is 12\.0 in the file, 10\.0 now\)"
+    with pytest.raises(UserError, match=message):
+        generate(_recipe(tmp_path, darcy__high=10.0), resume=True)
+    with pytest.raises(UserError, match="--shard"):
+        generate(recipe, path, resume=True, shard=(0, 2))
+
+
+def test_residual_miss_is_an_error_not_data(tmp_path):
+    with pytest.raises(UserError, match=r"sample 0 reached relative residual .* > solver\.rtol 1\.0e-30"):
+        generate(_recipe(tmp_path, solver__rtol=1e-30))
+    with open_dataset(tmp_path / "d.h5", require_complete=False) as data:
+        assert not data.meta("done").any()
+
+
+def test_workers_match_a_single_process(tmp_path):
+    one = _arrays(generate(_recipe(tmp_path, out=str(tmp_path / "one.h5"))))
+    two = generate(_recipe(tmp_path, out=str(tmp_path / "two.h5")), workers=2)
+    _assert_same(one, _arrays(two))
+    with open_dataset(two) as data:
+        assert sorted(data.meta("order")) == list(range(12))
+
+
+def test_shards_merge_into_the_full_dataset(tmp_path):
+    recipe = _recipe(tmp_path, samples=7)
+    parts = [generate(recipe, shard=(i, 3)) for i in (2, 0, 1)]
+    assert parts[0] == tmp_path / "d.shard2of3.h5"
+    with open_dataset(parts[0]) as data:
+        assert data.n_samples == 3 and data.attrs["first_index"] == 4 and data.attrs["shard_count"] == 3
+    merged = merge(parts, tmp_path / "merged.h5")
+    full = generate(recipe, tmp_path / "full.h5")
+    _assert_same(_arrays(full), _arrays(merged))
+    with pytest.raises(UserError, match="exactly once"):
+        merge(parts[:2], tmp_path / "other.h5")
+    with pytest.raises(UserError, match="not a shard"):
+        merge([full], tmp_path / "other.h5")
+    with pytest.raises(UserError, match=r"--shard 3/3"):
+        generate(recipe, shard=(3, 3))
+
+
+def test_info_summarises_the_file(tmp_path):
+    path = generate(_recipe(tmp_path))
+    text = info(path)
+    for expected in ("pde darcy, seed 5", "complete: 12/12 samples done", "a      (12, 16, 16)  float32",
+                     "params (12, 64)", "residual   max", "recipe:", "    darcy:"):
+        assert expected in text, expected
+
+
+KILLED_RUN = """
+import sys, time
+import nopx.datagen as dg
+
+recipe = dg.recipe_from_mapping({recipe!r}, where="killed")
+
+def progress(done, total):
+    print(done, flush=True)
+    time.sleep(0.02)
+
+dg.generate(recipe, {out!r}, resume=True, progress=progress)
+"""
+
+
+def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
+    recipe = _recipe(tmp_path, samples=200, grid__n=32)
+    killed = tmp_path / "killed.h5"
+    script = KILLED_RUN.format(recipe=recipe.to_mapping(), out=str(killed))
+    process = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], stdout=subprocess.PIPE, text=True)
+    for line in process.stdout:
+        if int(line) >= 40:
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    with open_dataset(killed, require_complete=False) as data:
+        done = data.meta("done")
+        assert 40 <= done.sum() < 200
+    with pytest.raises(UserError, match="incomplete"):
+        open_dataset(killed)
+
+    generate(recipe, killed, resume=True)
+    reference = generate(recipe, tmp_path / "reference.h5")
+    _assert_same(_arrays(reference), _arrays(killed))
+    with open_dataset(killed) as data:
+        assert data.meta("done").all()
+        assert sorted(data.meta("order")) == list(range(200))  # nothing lost, nothing twice
+
+
+def test_resume_finishes_a_file_killed_after_its_last_write(tmp_path):
+    recipe = _recipe(tmp_path)
+    path = generate(recipe, resume=True)  # resume on a missing file simply starts it
+    with h5py.File(path, "r+") as file:
+        file.attrs["complete"] = False
+    seen = []
+    generate(recipe, resume=True, progress=lambda done, total: seen.append(done))
+    assert seen == [12]
+    with open_dataset(path) as data:
+        assert data.complete
