@@ -76,8 +76,16 @@ DEFAULT_RESULTS = HERE / "RESULTS.md"
 PEER_TORCH = "2.13.0"
 PEER_NEURALOP = "2.0.0"
 TFNO_MISSING = "not yet (TFNO is issue 5)"
-BEGIN_MARK = "<!-- BEGIN bench/train_step.py (generated; edit outside the markers) -->"
-END_MARK = "<!-- END bench/train_step.py -->"
+# glibc malloc settings for --malloc tuned: one arena, no mmap'ed chunks, no trimming, so a
+# freed block goes back to the heap and is reused with its pages still mapped.
+TUNED_MALLOC_ENV = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_MAX_": "0",
+                    "MALLOC_TRIM_THRESHOLD_": str(2**36)}
+
+
+def _marks(malloc: str) -> tuple[str, str]:
+    tag = f"bench/train_step.py malloc={malloc}"
+    return (f"<!-- BEGIN {tag} (generated; edit outside the markers) -->",
+            f"<!-- END {tag} -->")
 
 
 def load_peer_module(path: Path):
@@ -99,19 +107,27 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
-def _timed_calls(fn, warmup: int, iters: int) -> tuple[float, list[float]]:
-    """First call (compiles) timed apart, then ``warmup`` untimed, then ``iters`` timed."""
+def _timed_calls(fn, warmup: int, iters: int) -> dict:
+    """First call (compiles) timed apart, then ``warmup`` untimed, then ``iters`` timed.
+
+    Also returns the kernel CPU time and minor page faults per timed call: fresh memory
+    mapped on every step shows up there.
+    """
     t0 = time.perf_counter()
     fn()
     first_s = time.perf_counter() - t0
     for _ in range(warmup):
         fn()
     times = []
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
     for _ in range(iters):
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
-    return first_s, times
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    return {"first_s": first_s, "ms": times,
+            "sys_ms": (ru1.ru_stime - ru0.ru_stime) / iters * 1e3,
+            "minor_faults": (ru1.ru_minflt - ru0.ru_minflt) / iters}
 
 
 def build_nopx_model(cfg, seed: int):
@@ -168,8 +184,8 @@ def run_worker(cfg, args: argparse.Namespace) -> dict:
 
     rss_after_setup = _peak_rss_mib()
 
-    fwd_first_s, fwd_ms = _timed_calls(
-        lambda: jax.block_until_ready(forward(params, rest, x)), args.warmup, args.iters)
+    fwd = _timed_calls(lambda: jax.block_until_ready(forward(params, rest, x)),
+                       args.warmup, args.iters)
     rss_after_forward = _peak_rss_mib()
 
     state = {"params": params, "opt": opt_state, "losses": []}
@@ -181,9 +197,10 @@ def run_worker(cfg, args: argparse.Namespace) -> dict:
         state["params"], state["opt"] = p, s
         state["losses"].append(float(loss))
 
-    train_first_s, train_ms = _timed_calls(one_step, args.warmup, args.iters)
+    train = _timed_calls(one_step, args.warmup, args.iters)
     rss_after_train = _peak_rss_mib()
 
+    train_ms, fwd_ms = train["ms"], fwd["ms"]
     train_med, fwd_med = statistics.median(train_ms), statistics.median(fwd_ms)
     return {
         **base,
@@ -191,14 +208,18 @@ def run_worker(cfg, args: argparse.Namespace) -> dict:
         "train_ms_median": train_med,
         "train_ms_min": min(train_ms),
         "train_ms_all": train_ms,
-        "train_first_call_s": train_first_s,
+        "train_first_call_s": train["first_s"],
         "train_samples_per_s": cfg.batch / (train_med / 1e3),
         "forward_ms_median": fwd_med,
         "forward_ms_min": min(fwd_ms),
         "forward_ms_all": fwd_ms,
-        "forward_first_call_s": fwd_first_s,
+        "forward_first_call_s": fwd["first_s"],
         "forward_samples_per_s": cfg.batch / (fwd_med / 1e3),
         "loss_first_last": [state["losses"][0], state["losses"][-1]],
+        "train_sys_ms_per_step": train["sys_ms"],
+        "train_minor_faults_per_step": train["minor_faults"],
+        "forward_sys_ms_per_call": fwd["sys_ms"],
+        "forward_minor_faults_per_call": fwd["minor_faults"],
         "jax_devices": [str(d) for d in jax.devices()],
         "rss_mib": {
             "after_import": rss_after_import,
@@ -299,7 +320,7 @@ def run_child(argv: list[str], env: dict | None = None) -> tuple[subprocess.Comp
                                                                   float | None]:
     """Run one child; return it and the machine share that OTHER processes used."""
     busy0, own0, t0 = _machine_busy_s(), _children_cpu_s(), time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env)
+    proc = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **(env or {})})
     busy1, own1, t1 = _machine_busy_s(), _children_cpu_s(), time.perf_counter()
     share = None
     if busy0 is not None and busy1 is not None:
@@ -318,7 +339,7 @@ def measure_nopx(key: str, name: str, args: argparse.Namespace) -> dict:
     argv = [sys.executable, str(Path(__file__).resolve()), "--worker", key,
             "--iters", str(args.iters), "--warmup", str(args.warmup), "--seed", str(args.seed),
             "--peer-script", str(args.peer_script)]
-    proc, share = run_child(argv)
+    proc, share = run_child(argv, args.child_env)
     if proc.returncode != 0:
         return _error(key, name, proc)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -333,7 +354,7 @@ def measure_peer(key: str, name: str, args: argparse.Namespace, python: Path) ->
                 "--iters", str(args.iters), "--warmup", str(args.warmup),
                 "--threads", str(args.threads), "--seed", str(args.seed),
                 "--attempts", "1", "--quiet-wait", "0"]
-        proc, share = run_child(argv)
+        proc, share = run_child(argv, args.child_env)
         if proc.returncode != 0 or not out.exists():
             return _error(key, name, proc)
         report = json.loads(out.read_text())
@@ -436,8 +457,9 @@ def _cell(r: dict, field: str, spec: str = ".1f") -> str:
 def markdown_table(rows: list[tuple[dict, dict]]) -> str:
     head = ("| cfg | model | params nopx / peer | train ms/step nopx | peer | **speed-up** "
             "| fwd ms nopx | peer | fwd speed-up | train samples/s nopx / peer "
-            "| peak RSS train MiB nopx / peer | compile s nopx | other CPU nopx / peer |")
-    lines = [head, "|" + "---|" * 13]
+            "| peak RSS train MiB nopx / peer | page faults/step nopx | compile s nopx "
+            "| other CPU nopx / peer |")
+    lines = [head, "|" + "---|" * 14]
     for ours, peer in rows:
         tr, fr = _ratio(peer, ours, "train_ms_median"), _ratio(peer, ours, "forward_ms_median")
         lines.append("| " + " | ".join([
@@ -450,6 +472,7 @@ def markdown_table(rows: list[tuple[dict, dict]]) -> str:
             f"{_cell(ours, 'train_samples_per_s')} / {_cell(peer, 'train_samples_per_s')}",
             f"{_cell(ours, 'rss_mib.peak_train', '.0f')} / "
             f"{_cell(peer, 'rss_mib.peak_train', '.0f')}",
+            _cell(ours, "train_minor_faults_per_step", ",.0f"),
             _cell(ours, "train_first_call_s", ".1f"),
             f"{_cell(ours, 'foreign_cpu_share', '.0%')} / {_cell(peer, 'foreign_cpu_share', '.0%')}",
         ]) + " |")
@@ -460,9 +483,13 @@ def report_block(report: dict) -> str:
     m, v, s = report["machine"], report["versions"], report["settings"]
     peer_env = report["peer_versions"]
     table = markdown_table([(r["nopx"], r["peer"]) for r in report["results"]])
+    begin, end = _marks(s["malloc"])
+    malloc = ("glibc defaults" if s["malloc"] == "default" else "tuned for both sides: " +
+              " ".join(f"{k}={v}" for k, v in TUNED_MALLOC_ENV.items()))
     return "\n".join([
-        BEGIN_MARK,
-        "## FNO training step and forward pass: nopx vs neuraloperator (`bench/train_step.py`)",
+        begin,
+        "## FNO training step and forward pass: nopx vs neuraloperator "
+        f"(`bench/train_step.py`, malloc={s['malloc']})",
         "",
         f"- Date: {report['timestamp_utc']} (UTC)",
         f"- Machine: {m['cpu_model']}, {m['cpu_count']} cores, {m['memory_gib']} GiB, "
@@ -477,6 +504,7 @@ def report_block(report: dict) -> str:
         f"{peer_env.get('neuralop', '—')} (venv `bench/.peer-venv`), driven by "
         f"`{s['peer_script']}`",
         f"- Command: `{report['command']}`",
+        f"- Memory allocator: {malloc}",
         f"- Timing: float32, synthetic normal data, median of {s['iters']} timed calls after "
         f"{s['warmup']} warm-ups (nopx: plus the first, compiling call, shown as compile s); "
         "train step = forward + relative L2 (summed over the batch on both sides) + backward + "
@@ -488,16 +516,17 @@ def report_block(report: dict) -> str:
         "",
         table,
         "",
-        END_MARK,
+        end,
     ])
 
 
-def write_results(path: Path, block: str) -> None:
-    """Replace this script's block in ``path``, keeping everything outside it."""
+def write_results(path: Path, block: str, malloc: str) -> None:
+    """Replace this script's block for ``malloc`` in ``path``, keeping everything else."""
+    begin, end = _marks(malloc)
     text = path.read_text() if path.exists() else "# nopx benchmark results\n\n"
-    if BEGIN_MARK in text and END_MARK in text:
-        head, rest = text.split(BEGIN_MARK, 1)
-        tail = rest.split(END_MARK, 1)[1]
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        tail = rest.split(end, 1)[1]
         text = head + block + tail
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
@@ -524,6 +553,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peer-venv", type=Path, default=DEFAULT_PEER_VENV,
                    help="venv for torch + neuraloperator, created if missing (default %(default)s)")
     p.add_argument("--no-peer", action="store_true", help="run the nopx side only")
+    p.add_argument("--malloc", choices=("default", "tuned"), default="default",
+                   help="glibc malloc of both sides' children: defaults, or tuned so that "
+                        "big freed blocks are reused instead of unmapped and faulted in again")
     p.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
                    help="markdown file whose generated block is replaced (default %(default)s)")
     p.add_argument("--json", type=Path, help="also write the raw results as JSON")
@@ -548,6 +580,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"unknown config(s) {unknown}; the peer script knows {sorted(configs)}")
 
     pinned = _pin_threads(args.threads)
+    args.child_env = TUNED_MALLOC_ENV if args.malloc == "tuned" else {}
     peer_python, peer_versions = (None, {}) if args.no_peer else ensure_peer_venv(args.peer_venv)
     skipped = {"key": "", "name": "", "error": "not run (--no-peer)"}
 
@@ -577,6 +610,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {
             "iters": args.iters, "warmup": args.warmup, "threads": args.threads,
             "pinned_cpus": pinned, "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            "malloc": args.malloc,
             "attempts": args.attempts, "max_other_cpu": args.max_other_cpu,
             "peer_script": os.path.relpath(args.peer_script, REPO),
         },
@@ -584,7 +618,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(markdown_table([(r["nopx"], r["peer"]) for r in results]))
     if not args.no_write:
-        write_results(args.results, report_block(report))
+        write_results(args.results, report_block(report), args.malloc)
         print(f"\nwrote {args.results}", file=sys.stderr)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

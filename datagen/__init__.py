@@ -10,15 +10,24 @@ Entry points: :func:`load_recipe` → :func:`generate` → :func:`open_dataset` 
 Importing this package does not import JAX.
 """
 
-from nopx.datagen.darcy import Darcy2D, DarcyConfig
+from nopx.datagen import amg, auto, gcrodr, krylov, pardiso, sor  # noqa: F401  (register their engines)
+from nopx.datagen.advection_diffusion import AdvectionDiffusion2D, AdvectionDiffusionConfig
+from nopx.datagen.chain import SampleResult, solve_chain
+from nopx.datagen.darcy import Darcy2D, Darcy3D, Darcy3DConfig, DarcyConfig
 from nopx.datagen.dataset import DatasetReader, DatasetWriter, open_dataset
-from nopx.datagen.family import Family, Problem, available_families, family_class, register_family
+from nopx.datagen.family import Family, Problem, Trajectory, available_families, family_class, register_family
 from nopx.datagen.grf import CosineGRF
 from nopx.datagen.grid import CellGrid
+from nopx.datagen.heat import Heat2D, HeatConfig
+from nopx.datagen.helmholtz import Helmholtz2D, HelmholtzConfig
 from nopx.datagen.info import info
+from nopx.datagen.poisson import Poisson2D, PoissonConfig
+from nopx.datagen.navier_stokes import NavierStokes2D, NavierStokesConfig
+from nopx.datagen.periodic_grf import PeriodicGRF
 from nopx.datagen.recipe import Recipe, load_recipe, recipe_from_mapping
 from nopx.datagen.runner import generate, merge
 from nopx.datagen.solvers import SolveStats, available_solvers, build_solver, register_solver
+from nopx.datagen.sorting import greedy_chain, plan_chains
 
 __all__ = [
     "load_recipe",
@@ -37,6 +46,24 @@ __all__ = [
     "available_families",
     "Darcy2D",
     "DarcyConfig",
+    "Darcy3D",
+    "Darcy3DConfig",
+    "Trajectory",
+    "Poisson2D",
+    "PoissonConfig",
+    "Helmholtz2D",
+    "HelmholtzConfig",
+    "Heat2D",
+    "HeatConfig",
+    "AdvectionDiffusion2D",
+    "AdvectionDiffusionConfig",
+    "solve_chain",
+    "SampleResult",
+    "greedy_chain",
+    "plan_chains",
+    "NavierStokes2D",
+    "NavierStokesConfig",
+    "PeriodicGRF",
     "CosineGRF",
     "CellGrid",
     "SolveStats",

@@ -5,8 +5,8 @@ One file per dataset. Root attributes: ``format="nopx-dataset"``, ``format_versi
 ``created``, ``fields`` (names in order), the grid (``grid_shape``, ``grid_extent``,
 ``grid_origin``, ``grid_spacing``, ``solve_shape``) and ``complete``. One dataset per
 field, ``(N, *spatial)``, chunked one sample per chunk; group ``meta/`` holds per-sample
-``params (N, P)``, ``done``, ``order``, ``iterations``, ``matvecs``, ``residual`` and
-``seconds``. ``data/README.md`` documents every entry.
+``params (N, P)``, ``done``, ``order``, ``iterations``, ``matvecs``, ``residual``,
+``seconds`` and ``retried``. ``data/README.md`` documents every entry.
 
 Crash safety: every dataset's storage is allocated when the file is created (and the file
 is created under a temporary name, then renamed), so later writes change raw data only,
@@ -43,7 +43,7 @@ __all__ = ["DatasetReader", "DatasetWriter", "open_dataset", "FORMAT", "FORMAT_V
 
 FORMAT = "nopx-dataset"
 FORMAT_VERSION = 1
-META_FIELDS = ("params", "done", "order", "iterations", "matvecs", "residual", "seconds")
+META_FIELDS = ("params", "done", "order", "iterations", "matvecs", "residual", "seconds", "retried")
 
 
 def _open_checked(path: str | os.PathLike, mode: str) -> h5py.File:
@@ -129,6 +129,10 @@ class DatasetReader:
         """On-disk dtype of ``field``."""
         return self._field(field).dtype
 
+    def field_shape(self, field: str) -> tuple[int, ...]:
+        """Shape of one sample of ``field`` (``spatial_shape``, or e.g. ``(T, n, n)`` for a trajectory)."""
+        return tuple(self._field(field).shape[1:])
+
     def read(self, field: str, index: int) -> np.ndarray:
         """Sample ``index`` of ``field``, shape ``spatial_shape``."""
         if not 0 <= index < self.n_samples:
@@ -143,6 +147,8 @@ class DatasetReader:
 
     def meta(self, name: str) -> np.ndarray:
         """The whole per-sample ``meta/<name>`` array (one of :data:`META_FIELDS`)."""
+        if name == "retried" and name not in self._file["meta"]:
+            return np.zeros(self.n_samples, dtype=bool)  # written before retries were recorded
         return self._file["meta"][name][()]
 
     def close(self) -> None:
@@ -233,6 +239,7 @@ class DatasetWriter:
                 "matvecs": ((n_samples,), np.int64, -1),
                 "residual": ((n_samples,), np.float64, np.nan),
                 "seconds": ((n_samples,), np.float64, np.nan),
+                "retried": ((n_samples,), bool, False),
             }
             for name, (shape, column_dtype, fill) in columns.items():
                 meta.create_dataset(name, shape, dtype=column_dtype, fillvalue=fill, dcpl=_early_allocated())
@@ -263,10 +270,12 @@ class DatasetWriter:
         matvecs: Sequence[int],
         residual: Sequence[float],
         seconds: Sequence[float],
+        retried: Sequence[bool] | None = None,
     ) -> None:
         """Store samples ``indices`` (local, in solve order) and then mark them done.
 
-        ``fields[name]`` is ``(m, *spatial)``, ``params`` is ``(m, P)``, the stats are ``(m,)``.
+        ``fields[name]`` is ``(m, *spatial)``, ``params`` is ``(m, P)``, the stats are ``(m,)``;
+        ``retried`` flags samples an engine missed and a direct solve redid (default: none).
         """
         indices = np.asarray(indices, dtype=np.int64)
         if indices.size == 0:
@@ -282,6 +291,7 @@ class DatasetWriter:
             "matvecs": np.asarray(matvecs),
             "residual": np.asarray(residual),
             "seconds": np.asarray(seconds),
+            "retried": np.zeros(len(indices), dtype=bool) if retried is None else np.asarray(retried, dtype=bool),
         }
         runs = _runs(indices)
         for start, stop, rows in runs:

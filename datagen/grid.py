@@ -58,8 +58,8 @@ class CellGrid:
         return ((self.n - 1) // self.subsample + 1,) * self.ndim
 
     def store(self, field: np.ndarray) -> np.ndarray:
-        """Every ``subsample``-th point of ``field`` (shape :attr:`shape`) on every axis."""
-        return field[(slice(None, None, self.subsample),) * self.ndim]
+        """Every ``subsample``-th point of ``field`` (shape ``(..., *shape)``) on every spatial axis."""
+        return field[(..., *(slice(None, None, self.subsample),) * self.ndim)]
 
     def attrs(self) -> dict[str, list[float] | list[int]]:
         """The grid as HDF5 attributes: stored shape, domain extent, first point, spacing."""

@@ -26,10 +26,10 @@ def info(path: str | os.PathLike) -> str:
     with open_dataset(path, require_complete=False) as data:
         attrs = data.attrs
         done = data.meta("done")
-        residual, iterations, matvecs, seconds = (
-            data.meta(name)[done] for name in ("residual", "iterations", "matvecs", "seconds"))
+        residual, iterations, matvecs, seconds, retried = (
+            data.meta(name)[done] for name in ("residual", "iterations", "matvecs", "seconds", "retried"))
         n_params = data.meta("params").shape[1]
-        fields = [f"    {name:<6} {(data.n_samples, *data.spatial_shape)}  {data.dtype(name)}"
+        fields = [f"    {name:<6} {(data.n_samples, *data.field_shape(name))}  {data.dtype(name)}"
                   for name in data.fields]
     shard = f", shard {attrs['shard_index']} of {attrs['shard_count']}" if "shard_count" in attrs else ""
     status = "complete" if attrs.get("complete") else "INCOMPLETE (resume with `nopx datagen --resume`)"
@@ -46,7 +46,8 @@ def info(path: str | os.PathLike) -> str:
         *fields,
         f"    params {(done.size, n_params)}",
         f"  residual   {_stats(residual, '.2e')}",
-        f"  iterations {_stats(iterations, 'g')}; matvecs {_stats(matvecs, 'g')}",
+        f"  iterations {_stats(iterations, 'g')}; matvecs {_stats(matvecs, 'g')}; "
+        f"retried {int(retried.sum())} (engine missed rtol, redone by a direct solve)",
         f"  seconds    {_stats(seconds, '.4f')}, total {seconds.sum():.1f}",
         "  recipe:",
         *(f"    {line}" for line in attrs["recipe"].splitlines()),

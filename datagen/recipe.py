@@ -9,7 +9,7 @@
     out: data/darcy_pwc_64.h5
     grid: {n: 64, subsample: 1}
     darcy: {coefficient: piecewise_constant, alpha: 2.0, tau: 3.0, modes: 32, high: 12.0, low: 3.0, source: 1.0}
-    solver: {method: direct, rtol: 1.0e-8}
+    solver: {method: direct, rtol: 1.0e-8, options: {}, chain: 32, sort: true}
     storage: {dtype: float32}
 
 The section named after ``pde`` holds the family's parameters (its ``config_type``).
@@ -36,7 +36,7 @@ import yaml
 from nopx.config import apply_overrides, parse_dataclass, read_yaml, to_dict
 from nopx.datagen.family import Family, available_families, family_class
 from nopx.datagen.grid import CellGrid
-from nopx.datagen.solvers import Solver, build_solver
+from nopx.datagen.solvers import Solver, available_solvers, build_solver, solver_takes_rtol
 from nopx.errors import UserError
 
 __all__ = [
@@ -66,22 +66,34 @@ class GridConfig:
 
 @dataclasses.dataclass(frozen=True)
 class SolverConfig:
-    """The engine (``method``, built with ``options``) and the true relative residual every sample must reach."""
+    """The engine, the true relative residual every sample must reach, and how samples are chained.
+
+    ``method`` is built with ``options`` (an iterating engine gets ``rtol`` from here unless
+    its options set it); ``chain`` is the longest sequence of samples one engine call
+    solves, ``sort`` orders similar samples into the same chain (:mod:`nopx.datagen.sorting`).
+    """
 
     method: str = "direct"
     rtol: float = 1e-8
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    chain: int = 32
+    sort: bool = True
 
     def __post_init__(self) -> None:
         if not 0 < self.rtol < 1:
             raise ValueError(f"rtol: must be in (0, 1), got {self.rtol}")
+        if self.chain < 1:
+            raise ValueError(f"chain: must be positive, got {self.chain}")
         self.build()
 
     def build(self) -> Solver:
         """The configured engine (``ValueError`` naming ``method``/``options`` if it cannot be built)."""
+        if self.method not in available_solvers():
+            build_solver(self.method)  # raises "method: unknown solver ..."
+        options = {"rtol": self.rtol, **self.options} if solver_takes_rtol(self.method) else self.options
         try:
-            return build_solver(self.method, **self.options)
-        except TypeError as err:
+            return build_solver(self.method, **options)
+        except (TypeError, ValueError) as err:
             raise ValueError(f"options: {err}") from None
 
 
@@ -115,16 +127,27 @@ class Recipe:
             raise ValueError(f"first_index: must be non-negative, got {self.first_index}")
         if not self.out:
             raise ValueError("out: name the HDF5 file to write, e.g. data/darcy.h5")
+        family_class(self.pde)
+        try:
+            self.solve_grid()
+        except ValueError as err:
+            raise ValueError(f"grid: {err}") from None
+
+    def solve_grid(self) -> Any:
+        """The family's grid (its ``grid_type``, default :class:`CellGrid`) for the ``grid:`` section."""
+        cls = family_class(self.pde)
+        grid_type = getattr(cls, "grid_type", CellGrid)
+        return grid_type(n=self.grid.n, ndim=cls.ndim, subsample=self.grid.subsample)
 
     def family(self) -> Family:
         """The PDE family on this recipe's solve grid."""
-        cls = family_class(self.pde)
-        grid = CellGrid(n=self.grid.n, ndim=cls.ndim, subsample=self.grid.subsample)
-        return cls(self.physics, grid=grid, seed=self.seed)
+        return family_class(self.pde)(self.physics, grid=self.solve_grid(), seed=self.seed)
 
     def to_mapping(self) -> dict[str, Any]:
-        """The recipe in its YAML layout (every default filled in)."""
+        """The recipe in its YAML layout (every default filled in; no ``solver`` for a solver-free family)."""
         data = to_dict(self)
+        if not getattr(family_class(self.pde), "uses_solver", True):
+            data.pop("solver")
         physics = data.pop("physics")
         layout = ("pde", "seed", "samples", "first_index", "out", "grid")
         return {**{k: data.pop(k) for k in layout}, self.pde: physics, **data}
@@ -153,6 +176,8 @@ def recipe_from_mapping(mapping: Mapping[str, Any], *, where: str) -> Recipe:
     if "physics" in raw:
         raise UserError(f"{where}: unknown key 'physics'; put the PDE parameters in the "
                         f"section named after the PDE, '{pde}:'")
+    if "solver" in raw and not getattr(cls, "uses_solver", True):
+        raise UserError(f"{where}: '{pde}' needs no linear solver; remove the 'solver:' section")
     physics = parse_dataclass(cls.config_type, raw.pop(pde, None), where=where, prefix=f"{pde}.")
     return parse_dataclass(Recipe, {**raw, "physics": physics}, where=where)
 

@@ -1,11 +1,17 @@
 """The datagen runner: a recipe in, a complete, verified HDF5 dataset out.
 
-Samples are solved in chunks of consecutive indices (a chunk is the sequence handed to the
-solver engine), by this process or by a pool of ``workers`` processes; this process is the
-only HDF5 writer. Every sample's true residual is checked against ``solver.rtol`` before it
-is stored: a miss stops the run with a :class:`~nopx.errors.UserError`. A killed run loses
-at most the chunks in flight; ``resume=True`` finishes the file, and since sample ``i``
-depends only on ``(seed, i)`` the result equals an uninterrupted run.
+The samples are split into chains (:func:`~nopx.datagen.sorting.plan_chains`: similar
+samples together, each chain in nearest-neighbour order when ``solver.sort``, else blocks
+of consecutive indices; at most ``solver.chain`` long). A chain is the sequence one engine
+call solves (:func:`~nopx.datagen.chain.solve_chain`), in this process or in a pool of
+``workers`` processes; this process is the only HDF5 writer, and it writes a chain at
+once. Every sample's true residual is checked against ``solver.rtol``: a sample the engine
+missed is redone by a direct solve and flagged in ``meta/retried``; one that still misses
+stops the run with a :class:`~nopx.errors.UserError`. A killed run loses at most the chains
+in flight; ``resume=True`` plans the same chains (they depend only on the recipe), solves
+every chain that has an unwritten sample from its start, and writes only the missing
+samples, so the result equals an uninterrupted run even for engines that carry state
+along a chain.
 
 ``shard=(i, count)`` writes only the ``i``-th of ``count`` contiguous blocks of samples to
 its own file (for cluster schedulers); :func:`merge` joins the parts.
@@ -15,8 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import multiprocessing
+import os
 import pathlib
 from collections.abc import Callable, Generator, Sequence
 from typing import Any
@@ -24,20 +30,23 @@ from typing import Any
 import numpy as np
 import yaml
 
+from nopx.datagen.chain import solve_chain
 from nopx.datagen.dataset import DatasetReader, DatasetWriter, open_dataset
-from nopx.datagen.family import Family
+from nopx.datagen.family import BatchFamily, Family, family_attrs, sample_features, stored_shapes
 from nopx.datagen.recipe import Recipe, differing_keys, recipe_from_mapping
 from nopx.datagen.solvers import Solver
+from nopx.datagen.sorting import plan_chains
 from nopx.errors import UserError
 
-__all__ = ["generate", "merge", "shard_path"]
+__all__ = ["generate", "merge", "shard_path", "plan"]
 
-MAX_CHUNK = 16
+#: Samples per write when merging shards.
+MERGE_BLOCK = 16
 
 
 @dataclasses.dataclass(frozen=True)
 class _Chunk:
-    """A solved chunk: local indices (in solve order), stored fields, params and solver stats."""
+    """A solved chain's unwritten samples: local indices (in solve order), stored fields, params and stats."""
 
     indices: list[int]
     fields: dict[str, np.ndarray]
@@ -46,6 +55,7 @@ class _Chunk:
     matvecs: list[int]
     residual: list[float]
     seconds: list[float]
+    retried: list[bool]
 
 
 _BUILT: dict[str, tuple[Family, Solver]] = {}
@@ -59,38 +69,46 @@ def _built(recipe: Recipe) -> tuple[Family, Solver]:
     return _BUILT[key]
 
 
-def _solve_chunk(task: tuple[Recipe, int, list[int]]) -> _Chunk:
-    """Solve local samples ``indices`` (global index ``first + i``); runs in a worker process."""
-    recipe, first, indices = task
+def _solve_chunk(task: tuple[Recipe, int, list[int], frozenset[int]]) -> _Chunk:
+    """Solve the chain of local samples ``chain`` (global ``first + i``), keep those in ``todo``; runs in a worker."""
+    recipe, first, chain, todo = task
     family, solver = _built(recipe)
-    problems = [family.problem(first + i) for i in indices]
-    solutions = solver.solve([(p.matrix, p.rhs) for p in problems])
-    stored = [family.fields_of(p, x) for p, (x, _) in zip(problems, solutions, strict=True)]
+    if hasattr(family, "generate_batch"):
+        return _batch_chunk(recipe, family, first, [i for i in chain if i in todo])
+    results = [r for r in solve_chain(family, solver, [first + i for i in chain], rtol=recipe.solver.rtol)
+               if r.index - first in todo]
     dtype = recipe.storage.dtype
-    stats = [s for _, s in solutions]
     return _Chunk(
-        indices=list(indices),
-        fields={name: np.stack([family.grid.store(f[name]) for f in stored]).astype(dtype)
-                for name in family.fields},
-        params=np.stack([p.params for p in problems]).astype(dtype),
-        iterations=[s.iterations for s in stats],
-        matvecs=[s.matvecs for s in stats],
-        residual=[s.residual for s in stats],
-        seconds=[s.seconds for s in stats],
+        indices=[r.index - first for r in results],
+        fields={name: np.stack([r.fields[name] for r in results]).astype(dtype) for name in family.fields},
+        params=np.stack([r.params for r in results]).astype(dtype),
+        iterations=[r.iterations for r in results],
+        matvecs=[r.matvecs for r in results],
+        residual=[r.residual for r in results],
+        seconds=[r.seconds for r in results],
+        retried=[r.retried for r in results],
     )
 
 
-def _chunks(todo: np.ndarray, workers: int) -> list[list[int]]:
-    """Split the sorted to-do indices into runs of consecutive indices, at most ``MAX_CHUNK`` long.
+def _batch_chunk(recipe: Recipe, family: BatchFamily, first: int, indices: list[int]) -> _Chunk:
+    """Local samples ``indices`` made together by a batch family (no solver, nothing retried)."""
+    batch = family.generate_batch([first + i for i in indices])
+    dtype = recipe.storage.dtype
+    return _Chunk(indices=list(indices), fields={k: v.astype(dtype) for k, v in batch.fields.items()},
+                  params=batch.params.astype(dtype), iterations=batch.iterations, matvecs=batch.matvecs,
+                  residual=batch.residual, seconds=batch.seconds, retried=[False] * len(indices))
 
-    >>> _chunks(np.array([0, 1, 2, 3, 4, 7, 8]), workers=1)
-    [[0, 1], [2, 3], [4], [7, 8]]
+
+def plan(recipe: Recipe, family: Family, first: int, count: int) -> list[list[int]]:
+    """The chains of local samples ``0 .. count-1`` (global ``first + i``), each in solve order.
+
+    A batch family gets blocks of ``batch_size`` consecutive samples.
     """
-    if todo.size == 0:
-        return []
-    size = max(1, min(MAX_CHUNK, math.ceil(todo.size / (4 * workers))))
-    runs = np.split(todo, np.flatnonzero(np.diff(todo) != 1) + 1)
-    return [piece.tolist() for run in runs for piece in np.array_split(run, math.ceil(run.size / size))]
+    if hasattr(family, "generate_batch"):
+        size = family.batch_size
+        return [list(range(lo, min(lo + size, count))) for lo in range(0, count, size)]
+    features = np.stack([sample_features(family, first + i) for i in range(count)])
+    return plan_chains(features, recipe.solver.chain, sort=recipe.solver.sort)
 
 
 def shard_path(out: str | pathlib.Path, shard: tuple[int, int]) -> pathlib.Path:
@@ -120,6 +138,7 @@ def _attrs(recipe: Recipe, family: Family, first_index: int, shard: tuple[int, i
         "seed": recipe.seed,
         "first_index": first_index,
         **family.grid.attrs(),
+        **family_attrs(family),
     }
     if shard is not None:
         attrs.update(shard_index=shard[0], shard_count=shard[1])
@@ -149,13 +168,28 @@ def _lookup(mapping: dict[str, Any], key: str) -> Any:
     return mapping
 
 
-def _results(tasks: list[tuple[Recipe, int, list[int]]], workers: int) -> Generator[_Chunk, None, None]:
+def _results(tasks: list[tuple[Recipe, int, list[int], frozenset[int]]],
+             workers: int) -> Generator[_Chunk, None, None]:
     if workers == 1:
         yield from map(_solve_chunk, tasks)
         return
     # spawn: never fork a process that may hold JAX/BLAS threads or an open HDF5 file.
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+    # Workers already share the cores: one BLAS/MKL thread each (threads spin-waiting on a
+    # busy core slow dense Krylov kernels several-fold), unless the caller chose otherwise.
+    with _single_threaded_children(), multiprocessing.get_context("spawn").Pool(workers) as pool:
         yield from pool.imap_unordered(_solve_chunk, tasks)
+
+
+@contextlib.contextmanager
+def _single_threaded_children() -> Generator[None, None, None]:
+    names = [name for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+             if name not in os.environ]
+    os.environ.update({name: "1" for name in names})
+    try:
+        yield
+    finally:
+        for name in names:
+            os.environ.pop(name, None)
 
 
 def generate(
@@ -197,7 +231,7 @@ def generate(
         writer = DatasetWriter.create(
             path,
             n_samples=stop - start,
-            fields={name: family.grid.stored_shape for name in family.fields},
+            fields=stored_shapes(family),
             n_params=family.n_params,
             dtype=recipe.storage.dtype,
             attrs=_attrs(recipe, family, recipe.first_index + start, shard),
@@ -210,12 +244,15 @@ def generate(
         if progress:
             progress(finished, total)
         first = recipe.first_index + start
-        tasks = [(recipe, first, chunk) for chunk in _chunks(np.flatnonzero(~done), workers)]
+        todo = frozenset(np.flatnonzero(~done).tolist())
+        tasks = [(recipe, first, chain, todo & frozenset(chain))
+                 for chain in plan(recipe, family, first, total) if todo.intersection(chain)]
         with contextlib.closing(_results(tasks, workers)) as results:
             for chunk in results:
                 _check_residuals(path, recipe, first, chunk)
                 writer.write(chunk.indices, chunk.fields, chunk.params, iterations=chunk.iterations,
-                             matvecs=chunk.matvecs, residual=chunk.residual, seconds=chunk.seconds)
+                             matvecs=chunk.matvecs, residual=chunk.residual, seconds=chunk.seconds,
+                             retried=chunk.retried)
                 finished += len(chunk.indices)
                 if progress:
                     progress(finished, total)
@@ -229,7 +266,8 @@ def _check_residuals(path: pathlib.Path, recipe: Recipe, first: int, chunk: _Chu
         if not residual <= rtol:
             raise UserError(
                 f"{path}: sample {first + index} reached relative residual {residual:.2e} > "
-                f"solver.rtol {rtol:.1e} with solver '{recipe.solver.method}'; choose a more "
+                f"solver.rtol {rtol:.1e} with solver '{recipe.solver.method}', and again with a "
+                f"direct solve; choose a more "
                 f"accurate solver (solver.method/options) or relax solver.rtol and write a new "
                 f"file (the {path} samples written so far were made with the old settings)")
 
@@ -264,17 +302,17 @@ def _merge(readers: list[DatasetReader], out: pathlib.Path) -> pathlib.Path:
     with DatasetWriter.create(
         out,
         n_samples=recipe.samples,
-        fields={name: first.spatial_shape for name in first.fields},
+        fields={name: first.field_shape(name) for name in first.fields},
         n_params=first.meta("params").shape[1],
         dtype=recipe.storage.dtype,
         attrs=_attrs(recipe, family, recipe.first_index, None),
     ) as writer:
-        stats = ("iterations", "matvecs", "residual", "seconds")
+        stats = ("iterations", "matvecs", "residual", "seconds", "retried")
         offset = 0
         for reader in readers:
             meta = {name: reader.meta(name) for name in ("params", *stats)}
-            for lo in range(0, reader.n_samples, MAX_CHUNK):
-                hi = min(lo + MAX_CHUNK, reader.n_samples)
+            for lo in range(0, reader.n_samples, MERGE_BLOCK):
+                hi = min(lo + MERGE_BLOCK, reader.n_samples)
                 writer.write(range(offset + lo, offset + hi),
                              {name: reader.read_range(name, lo, hi) for name in reader.fields},
                              meta["params"][lo:hi], **{name: meta[name][lo:hi] for name in stats})

@@ -1,15 +1,20 @@
-"""Linear-solver engines: a solver takes a sequence of sparse systems and returns solutions plus stats.
+"""Linear-solver engines: a solver takes a stream of sparse systems and yields solutions plus stats.
 
-The sequence is the seam for engines that exploit neighbouring systems (recycled Krylov
-spaces, a reused factorisation, a warm start); a plain engine just loops. Every engine
-reports, per system, the iterations and matrix-vector products it spent, the wall time,
-and the *true* relative residual ``‖b - A x‖ / ‖b‖`` recomputed from the returned ``x``
-(never the engine's own estimate), which the runner checks against the recipe's tolerance.
+The stream is the seam for engines that exploit neighbouring systems (recycled Krylov
+spaces, a reused factorisation or symbolic analysis, a reused multigrid hierarchy, a warm
+start); a plain engine just loops. An engine is lazy: it yields ``(x_t, stats_t)`` before it
+pulls system ``t + 1``, so a time stepper can build system ``t + 1`` from ``x_t``. Every call
+of :meth:`Solver.solve` starts from a clean state, so a sequence's solutions never depend on
+what the same engine solved before. Every engine reports, per system, the iterations and
+matrix-vector products it spent, the wall time, and the *true* relative residual
+``‖b - A x‖ / ‖b‖`` recomputed from the returned ``x`` (never the engine's own estimate),
+which the runner checks against the recipe's tolerance.
 
-Engines register by name (``solver: {method: direct}`` in a recipe):
+Engines register by name (``solver: {method: direct}`` in a recipe); importing
+:mod:`nopx.datagen` registers them all (``pardiso`` only where ``pypardiso`` is installed):
 
->>> available_solvers()
-('direct',)
+>>> "direct" in available_solvers()
+True
 >>> import scipy.sparse as sp
 >>> A = sp.csc_matrix(np.array([[4.0, 1.0], [1.0, 3.0]]))
 >>> [(x, stats)] = build_solver("direct").solve([(A, np.array([1.0, 2.0]))])
@@ -22,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 import numpy as np
@@ -34,9 +39,11 @@ __all__ = [
     "SolveStats",
     "DirectSolver",
     "relative_residual",
+    "same_matrix",
     "build_solver",
     "available_solvers",
     "register_solver",
+    "solver_takes_rtol",
 ]
 
 System = tuple[sp.spmatrix | sp.sparray, np.ndarray]
@@ -48,19 +55,28 @@ class SolveStats:
 
     ``iterations`` and ``matvecs`` are 0 for a direct solve (the residual check's product
     is not counted); ``residual`` is the true relative residual; ``seconds`` is wall time
-    including any factorisation.
+    including any factorisation; ``engine`` names the engine that solved it when that was
+    chosen at run time (``auto``).
     """
 
     iterations: int
     matvecs: int
     residual: float
     seconds: float
+    engine: str = ""
+
+    @classmethod
+    def measure(cls, matrix: sp.spmatrix | sp.sparray, x: np.ndarray, rhs: np.ndarray, *, start: float,
+                iterations: int = 0, matvecs: int = 0) -> SolveStats:
+        """Stats of a solve that began at ``time.perf_counter() == start`` and just returned ``x``."""
+        seconds = time.perf_counter() - start
+        return cls(iterations, matvecs, float(relative_residual(matrix, x, rhs)), seconds)
 
 
 class Solver(Protocol):
-    """An engine: ``solve(systems)`` returns one ``(x, stats)`` per ``(A, b)``, in order."""
+    """An engine: ``solve(systems)`` yields one ``(x, stats)`` per ``(A, b)``, in order, lazily."""
 
-    def solve(self, systems: Sequence[System]) -> list[tuple[np.ndarray, SolveStats]]: ...
+    def solve(self, systems: Iterable[System]) -> Iterator[tuple[np.ndarray, SolveStats]]: ...
 
 
 def relative_residual(matrix: sp.spmatrix | sp.sparray, x: np.ndarray, b: np.ndarray) -> float:
@@ -74,9 +90,30 @@ def relative_residual(matrix: sp.spmatrix | sp.sparray, x: np.ndarray, b: np.nda
     return error / norm_b if norm_b > 0 else error
 
 
+def same_matrix(a: sp.spmatrix | sp.sparray | None, b: sp.spmatrix | sp.sparray) -> bool:
+    """Whether ``a`` and ``b`` are the same matrix (same object, or equal pattern and values); O(nnz).
+
+    >>> A = sp.identity(3, format="csr")
+    >>> same_matrix(A, A.copy()), same_matrix(A, 2 * A), same_matrix(None, A)
+    (True, False, False)
+    """
+    if a is b:
+        return True
+    if a is None or a.shape != b.shape or a.format != b.format or a.nnz != b.nnz:
+        return False
+    if a.format in ("csr", "csc"):
+        return bool(np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices)
+                    and np.array_equal(a.data, b.data))
+    return (a != b).nnz == 0
+
+
 @dataclasses.dataclass(frozen=True)
 class DirectSolver:
-    """Sparse LU per system (SuperLU via ``scipy.sparse.linalg.splu``).
+    """Sparse LU (SuperLU via ``scipy.sparse.linalg.splu``), factored once per distinct matrix.
+
+    Consecutive systems with the same matrix (:func:`same_matrix`: a fixed-matrix family
+    such as Poisson, or the steps of an implicit time stepper) reuse the factorisation:
+    factor once, solve many right-hand sides.
 
     Args:
       permc_spec: SuperLU's column ordering. ``"MMD_AT_PLUS_A"`` (minimum degree on
@@ -86,24 +123,34 @@ class DirectSolver:
 
     permc_spec: str = "MMD_AT_PLUS_A"
 
-    def solve(self, systems: Sequence[System]) -> list[tuple[np.ndarray, SolveStats]]:
-        results = []
+    def solve(self, systems: Iterable[System]) -> Iterator[tuple[np.ndarray, SolveStats]]:
+        factored, lu = None, None
         for matrix, rhs in systems:
             start = time.perf_counter()
-            lu = spla.splu(matrix.tocsc(), permc_spec=self.permc_spec)
+            if not same_matrix(factored, matrix):
+                factored, lu = matrix, spla.splu(matrix.tocsc(), permc_spec=self.permc_spec)
             x = lu.solve(rhs)
-            seconds = time.perf_counter() - start
-            stats = SolveStats(0, 0, float(relative_residual(matrix, x, rhs)), seconds)
-            results.append((x, stats))
-        return results
+            yield x, SolveStats.measure(matrix, x, rhs, start=start)
 
 
 _SOLVERS: dict[str, Callable[..., Solver]] = {}
+_TAKES_RTOL: set[str] = set()
 
 
-def register_solver(name: str, factory: Callable[..., Solver]) -> None:
-    """Make ``factory(**options)`` available as ``solver: {method: name, options: {...}}``."""
+def register_solver(name: str, factory: Callable[..., Solver], *, takes_rtol: bool = False) -> None:
+    """Make ``factory(**options)`` available as ``solver: {method: name, options: {...}}``.
+
+    ``takes_rtol``: the engine iterates to an ``rtol`` option, which a recipe fills in from
+    ``solver.rtol`` (see :func:`solver_takes_rtol`) unless its options set it.
+    """
     _SOLVERS[name] = factory
+    if takes_rtol:
+        _TAKES_RTOL.add(name)
+
+
+def solver_takes_rtol(name: str) -> bool:
+    """Whether the engine ``name`` iterates to an ``rtol`` option."""
+    return name in _TAKES_RTOL
 
 
 def available_solvers() -> tuple[str, ...]:

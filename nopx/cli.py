@@ -61,14 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
                           help="write a PNG (input, target, prediction, error) into the run dir")
 
     datagen = commands.add_parser("datagen", help="generate a PDE dataset (HDF5) from a recipe")
-    datagen.add_argument("--config", required=True,
-                         help="datagen recipe, e.g. experiments/datagen/darcy_pwc.yaml")
+    datagen.add_argument("--config",
+                         help="datagen recipe, e.g. experiments/datagen/darcy_pwc.yaml (required)")
     datagen.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                          help="override a recipe value, e.g. --set samples=200 (repeatable)")
     datagen.add_argument("--out", help="output file (default: the recipe's 'out')")
     datagen.add_argument("--workers", type=_positive, default=1, help="parallel solver processes")
     datagen.add_argument("--shard", type=_shard, help="write only part i of N, e.g. 0/4")
     datagen.add_argument("--resume", action="store_true", help="complete an interrupted file")
+    datagen_commands = datagen.add_subparsers(dest="datagen_command", metavar="merge")
+    merge = datagen_commands.add_parser("merge", help="join the --shard i/N parts into one file")
+    merge.add_argument("out", help="the merged output file")
+    merge.add_argument("parts", nargs="+", help="the complete part files, one per shard")
 
     info = commands.add_parser("info", help="describe a dataset file")
     info.add_argument("file", help="an HDF5 dataset written by nopx datagen")
@@ -91,6 +95,9 @@ def _run_datagen(args: argparse.Namespace) -> None:
     from nopx import datagen
     from nopx.progress import Progress
 
+    if args.datagen_command == "merge":
+        print(f"wrote {datagen.merge(args.parts, args.out)}")
+        return
     recipe = datagen.load_recipe(args.config, args.overrides)
     progress = Progress(label="datagen")
     try:
@@ -111,7 +118,10 @@ HANDLERS = {"train": _run_train, "eval": _run_eval, "datagen": _run_datagen, "in
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "datagen" and args.datagen_command is None and args.config is None:
+        parser.error("nopx datagen: --config is required (or use `nopx datagen merge OUT PART...`)")
     from nopx.errors import UserError
 
     try:

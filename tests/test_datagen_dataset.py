@@ -52,7 +52,8 @@ def test_layout_one_sample_per_chunk(tmp_path):
     path = _write(tmp_path / "d.h5")
     with h5py.File(path) as file:
         assert file["u"].chunks == (1, 4, 4)
-        assert set(file["meta"]) == {"params", "done", "order", "iterations", "matvecs", "residual", "seconds"}
+        assert set(file["meta"]) == {"params", "done", "order", "iterations", "matvecs", "residual", "seconds",
+                                     "retried"}
         assert file["meta/params"].shape == (5, 2)
     assert not (tmp_path / "d.h5.creating").exists()
 

@@ -125,3 +125,18 @@ def test_rerun_without_resume_is_refused(tmp_path, darcy_small):
     assert result.returncode == 2 and "--resume" in result.stderr
     result = run_nopx("train", "--config", str(config), "--resume", "--set", "optim.lr=0.1")
     assert result.returncode == 2 and "differs" in result.stderr
+
+
+def test_eight_device_mesh_matches_one_device(tmp_path, darcy_small):
+    """Data parallelism over 8 CPU devices gives the single-device training result."""
+    results = {}
+    for devices in (1, 8):
+        config = _experiment(tmp_path, darcy_small, f"mesh{devices}", epochs=1)
+        result = run_nopx("train", "--config", str(config), "--set", f"mesh.data={devices}",
+                          env={"JAX_NUM_CPU_DEVICES": "8"})
+        assert result.returncode == 0, result.stderr
+        assert f"x{devices}" in result.stderr
+        line = (tmp_path / "runs" / f"mesh{devices}" / "metrics.jsonl").read_text().splitlines()[-1]
+        results[devices] = json.loads(line)
+    for key in ("train/loss", "test/rel_l2", "test/h1"):
+        assert results[8][key] == pytest.approx(results[1][key], rel=1e-4), key

@@ -1,1 +1,15 @@
-"""(being written)"""
+"""Losses and norms as small pure functions of channels-last ``(B, *spatial, C)`` arrays.
+
+Each reduces over the spatial axes and averages over the batch (and over channels where the
+quantity is per channel; see each function).
+
+* :func:`relative_lp`: relative :math:`L^p` (neuraloperator ``LpLoss``);
+* :func:`h1`: relative :math:`H^1` by periodic finite differences (neuraloperator ``H1Loss``);
+* :func:`sobolev_norm`, :func:`relative_sobolev`: spectral :math:`H^s`, any real ``s``.
+"""
+
+from nopx.losses.h1 import h1
+from nopx.losses.lp import relative_lp
+from nopx.losses.sobolev import relative_sobolev, sobolev_norm
+
+__all__ = ["h1", "relative_lp", "relative_sobolev", "sobolev_norm"]

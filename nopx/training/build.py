@@ -41,11 +41,15 @@ def build_model(name: str, kwargs: dict[str, Any], *, seed: int, where: str) -> 
         hint = f"; did you mean '{close[0]}'?" if close else ""
         raise UserError(f"{where}: model.name '{name}' is not a registered model{hint} "
                         f"(available: {', '.join(models.available())})")
-    accepted = inspect.signature(models.get(name)).parameters
+    constructor = models.get(name)
+    # nnx's module metaclass hides a class's own signature; read it from __init__.
+    accepted = inspect.signature(constructor.__init__ if isinstance(constructor, type)
+                                 else constructor).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
         for key in kwargs:
-            if key not in accepted or key == "rngs":
-                close = difflib.get_close_matches(key, [k for k in accepted if k != "rngs"], n=1)
+            if key not in accepted or key in ("self", "rngs"):
+                valid = [k for k in accepted if k not in ("self", "rngs")]
+                close = difflib.get_close_matches(key, valid, n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
                 raise UserError(f"{where}: model.{key} is not an argument of model '{name}'{hint}")
     try:
