@@ -34,6 +34,7 @@ from nopx.errors import UserError
 __all__ = [
     "Config",
     "DataConfig",
+    "TimeConfig",
     "ModelConfig",
     "LossConfig",
     "OptimConfig",
@@ -232,12 +233,39 @@ def _require(condition: bool, key: str, message: str) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
+class TimeConfig:
+    """Learn a trajectory field ``(N, T, *spatial)``: ``input`` slices in, ``output`` out.
+
+    The window starts at slice ``start``; ``output`` defaults to every remaining slice.
+    ``mode`` says how a model consumes the window:
+
+    - ``direct``: the input slices are channels, the model returns ``output`` channels
+      (SFNO; any grid model);
+    - ``rollout``: the model maps ``input`` slices to the next one and is applied
+      autoregressively over ``output`` steps (FNO-2D of the FNO paper);
+    - ``spacetime``: a space-time model on ``(B, *spatial, output, input)`` (FNO-3D).
+    """
+
+    input: int = 10
+    output: int | None = None
+    start: int = 0
+    mode: Literal["direct", "rollout", "spacetime"] = "rollout"
+
+    def __post_init__(self) -> None:
+        _require(self.input > 0, "input", f"must be positive, got {self.input}")
+        _require(self.output is None or self.output > 0, "output", "must be positive")
+        _require(self.start >= 0, "start", "must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
 class DataConfig:
     """Where the dataset is and how it is split.
 
-    ``inputs``/``targets`` name HDF5 fields; each becomes one channel. The first
+    ``inputs``/``targets`` name HDF5 fields; each becomes one channel. With ``time`` set,
+    one trajectory field is both input and target (see :class:`TimeConfig`). The first
     ``n_train`` samples train, the last ``n_test`` test. ``generate`` names a datagen
-    recipe used to create ``path`` when it does not exist.
+    recipe used to create ``path`` when it does not exist. ``subsample`` keeps every k-th
+    grid point per spatial axis (train at 64² on data stored at 256², as the FNO papers do).
     """
 
     path: str
@@ -249,6 +277,8 @@ class DataConfig:
     normalize: bool = True
     in_memory: Literal["auto", "always", "never"] = "auto"
     memory_limit_gb: float = 4.0
+    time: TimeConfig | None = None
+    subsample: int = 1
 
     def __post_init__(self) -> None:
         _require(self.n_train > 0, "n_train", f"must be positive, got {self.n_train}")
@@ -256,6 +286,10 @@ class DataConfig:
         _require(len(self.inputs) > 0, "inputs", "name at least one input field")
         _require(len(self.targets) > 0, "targets", "name at least one target field")
         _require(self.memory_limit_gb > 0, "memory_limit_gb", "must be positive")
+        _require(self.subsample > 0, "subsample", f"must be positive, got {self.subsample}")
+        _require(self.time is None or (len(self.inputs) == 1 and self.inputs == self.targets),
+                 "time", "a trajectory task learns one field: set inputs and targets to the "
+                 "same single field, e.g. inputs: [w], targets: [w]")
 
 
 @dataclasses.dataclass(frozen=True)

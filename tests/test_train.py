@@ -32,7 +32,7 @@ def _experiment(tmp_path: pathlib.Path, data: pathlib.Path, name: str, **train) 
 
 
 def _latest_params(run_dir: pathlib.Path) -> list[np.ndarray]:
-    _, _, params = training.load_run(run_dir, which="latest")
+    params = training.load_run(run_dir, which="latest").params
     return [np.asarray(leaf) for leaf in jax.tree.leaves(params)]
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from nopx.config import DataConfig
+from nopx.config import DataConfig, TimeConfig
 from nopx.errors import UserError
 
 
@@ -52,23 +52,45 @@ class Normalizer:
 
 
 class Split:
-    """Samples ``indices`` of a dataset, fields stacked as channels.
+    """Samples ``indices`` of a dataset as ``(x, y)`` pairs, channels-last.
 
-    Either holds ``x``/``y`` arrays in memory or reads each sample from ``path`` on demand.
+    Fields are stacked as channels; with a :class:`~nopx.config.TimeConfig` the slices of
+    one trajectory field ``(T, *spatial)`` become the channels instead: ``x`` holds
+    ``time.input`` slices, ``y`` the ``output`` slices after them. Either holds ``x``/``y``
+    in memory or reads each sample from ``path`` on demand.
     """
 
     def __init__(self, path: pathlib.Path, inputs: Sequence[str], targets: Sequence[str],
-                 indices: range, in_memory: bool) -> None:
+                 indices: range, in_memory: bool, time: TimeConfig | None = None,
+                 output_steps: int | None = None, subsample: int = 1) -> None:
         self.path = path
         self.inputs = tuple(inputs)
         self.targets = tuple(targets)
         self.indices = indices
+        self.time = time
+        self.output_steps = output_steps
+        self.subsample = subsample
         self.x: np.ndarray | None = None
         self.y: np.ndarray | None = None
         if in_memory:
             with _open(path) as reader:
-                self.x = _stack([reader.read_range(f, indices.start, indices.stop) for f in inputs])
-                self.y = _stack([reader.read_range(f, indices.start, indices.stop) for f in targets])
+                arrays = {f: reader.read_range(f, indices.start, indices.stop)
+                          for f in set(self.inputs + self.targets)}
+            self.x, self.y = self._to_xy(arrays)
+
+    def _to_xy(self, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """``{field: (n, ...)}`` → ``x (n, *spatial, C_in)``, ``y (n, *spatial, C_out)``."""
+        if self.subsample > 1:
+            arrays = {name: _stride(field, self.subsample, 1 if self.time is None else 2)
+                      for name, field in arrays.items()}
+        if self.time is None:
+            return (_stack([arrays[f] for f in self.inputs]),
+                    _stack([arrays[f] for f in self.targets]))
+        field = arrays[self.inputs[0]]
+        first, middle = self.time.start, self.time.start + self.time.input
+        x = np.moveaxis(field[:, first:middle], 1, -1)
+        y = np.moveaxis(field[:, middle:middle + self.output_steps], 1, -1)
+        return x.astype(np.float32, copy=False), y.astype(np.float32, copy=False)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -86,17 +108,25 @@ class Split:
         with _open(self.path) as reader:
             for start in range(0, stop, batch_size):
                 samples = [self.indices[int(i)] for i in order[start:start + batch_size]]
-                yield (_read_samples(reader, self.inputs, samples),
-                       _read_samples(reader, self.targets, samples))
+                yield self._to_xy({f: np.stack([reader.read(f, i) for i in samples])
+                                   for f in set(self.inputs + self.targets)})
 
     def fit_normalizers(self) -> tuple[Normalizer, Normalizer]:
-        """Per-channel mean and std of inputs and targets over this split (float64 sums)."""
-        sums = {name: np.zeros(3) for name in self.inputs + self.targets}
+        """Mean and std of inputs and targets over this split (float64 sums).
+
+        One pair per field channel; in a trajectory task one scalar pair shared by ``x``
+        and ``y`` (they are the same field, and a rollout feeds outputs back as inputs).
+        """
+        shared = self.time is not None
+        names_x = ("traj",) if shared else self.inputs
+        names_y = ("traj",) if shared else self.targets
+        sums = {name: np.zeros(3) for name in names_x + names_y}
         for x, y in self.batches(64):
-            for arrays, names in ((x, self.inputs), (y, self.targets)):
-                for c, name in enumerate(names):
+            for arrays, names in ((x, names_x), (y, names_y)):
+                for c in range(arrays.shape[-1]):
                     values = arrays[..., c].astype(np.float64)
-                    sums[name] += (values.size, values.sum(), np.square(values).sum())
+                    sums[names[0] if shared else names[c]] += (
+                        values.size, values.sum(), np.square(values).sum())
 
         def fit(names: tuple[str, ...]) -> Normalizer:
             count, total, squares = np.array([sums[n] for n in names]).T
@@ -104,7 +134,7 @@ class Split:
             std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
             return Normalizer(mean.astype(np.float32), np.maximum(std, 1e-8).astype(np.float32))
 
-        return fit(self.inputs), fit(self.targets)
+        return fit(names_x), fit(names_y)
 
 
 def _open(path: pathlib.Path):
@@ -113,12 +143,14 @@ def _open(path: pathlib.Path):
     return open_dataset(path)
 
 
+def _stride(field: np.ndarray, step: int, first_spatial: int) -> np.ndarray:
+    """Every ``step``-th point along the spatial axes (from axis ``first_spatial`` on)."""
+    index = (slice(None),) * first_spatial + (slice(None, None, step),) * (field.ndim - first_spatial)
+    return field[index]
+
+
 def _stack(fields: list[np.ndarray]) -> np.ndarray:
     return np.stack(fields, axis=-1).astype(np.float32, copy=False)
-
-
-def _read_samples(reader, fields: Sequence[str], samples: list[int]) -> np.ndarray:
-    return np.stack([_stack([reader.read(f, i) for f in fields]) for i in samples])
 
 
 def load_splits(cfg: DataConfig, path: pathlib.Path | None = None) -> tuple[Split, Split]:
@@ -133,12 +165,30 @@ def load_splits(cfg: DataConfig, path: pathlib.Path | None = None) -> tuple[Spli
             raise UserError(f"{path}: no field {missing[0]!r} (fields: {', '.join(reader.fields)}); "
                             f"fix data.inputs / data.targets in the config")
         total = reader.n_samples
-        sample_bytes = 4 * int(np.prod(reader.spatial_shape)) * len(cfg.inputs + cfg.targets)
+        shapes = {f: reader.field_shape(f) for f in set(cfg.inputs + cfg.targets)}
+    output_steps = None if cfg.time is None else _output_steps(cfg, shapes[cfg.inputs[0]], path)
     if cfg.n_train + cfg.n_test > total:
         raise UserError(f"{path}: holds {total} samples but data.n_train + data.n_test = "
                         f"{cfg.n_train + cfg.n_test}; lower them or generate more samples")
+    sample_bytes = 4 * sum(int(np.prod(shape)) for shape in shapes.values())
     fits = (cfg.n_train + cfg.n_test) * sample_bytes <= cfg.memory_limit_gb * 2**30
     in_memory = cfg.in_memory == "always" or (cfg.in_memory == "auto" and fits)
-    train = Split(path, cfg.inputs, cfg.targets, range(0, cfg.n_train), in_memory)
-    test = Split(path, cfg.inputs, cfg.targets, range(total - cfg.n_test, total), in_memory)
-    return train, test
+    return tuple(Split(path, cfg.inputs, cfg.targets, indices, in_memory, cfg.time, output_steps,
+                       cfg.subsample)
+                 for indices in (range(0, cfg.n_train), range(total - cfg.n_test, total)))
+
+
+def _output_steps(cfg: DataConfig, shape: tuple[int, ...], path: pathlib.Path) -> int:
+    """The number of target slices of a trajectory window, checked against the field."""
+    time = cfg.time
+    field = cfg.inputs[0]
+    if len(shape) < 2:
+        raise UserError(f"{path}: field {field!r} has shape {shape} per sample, not a trajectory "
+                        "(T, *spatial); remove data.time or name a trajectory field")
+    available = shape[0] - time.start - time.input
+    output = available if time.output is None else time.output
+    if available < 1 or output > available:
+        raise UserError(f"{path}: field {field!r} has {shape[0]} time slices, too few for "
+                        f"data.time start {time.start} + input {time.input} + output {output}; "
+                        "shorten the window")
+    return output

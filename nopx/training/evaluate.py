@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import pathlib
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import yaml
@@ -19,15 +19,26 @@ from flax import nnx
 
 from nopx.config import Config, from_mapping, read_yaml
 from nopx.errors import UserError
+from nopx.training import plots
 from nopx.training.build import build_model
 from nopx.training.checkpoint import Checkpoints
 from nopx.training.data import Normalizer, Split
 from nopx.training.optim import make_optimizer
+from nopx.training.tasks import make_apply
 from nopx.training.steps import Steps, evaluate, loss_function
 
 
-def load_run(run_dir: pathlib.Path, *, which: str = "best") -> tuple[Config, Steps, nnx.State]:
-    """The run's config, its steps (model + normalisers) and its parameters.
+class LoadedRun(NamedTuple):
+    """A trained run, ready to predict: ``steps.predict(params, x)``."""
+
+    config: Config
+    steps: Steps
+    params: nnx.State
+    meta: dict[str, Any]
+
+
+def load_run(run_dir: pathlib.Path, *, which: str = "best") -> LoadedRun:
+    """The run's config, its steps (model + normalisers), parameters and checkpoint metadata.
 
     ``which`` is ``"best"`` (by the tracked metric; the latest if none was tracked) or
     ``"latest"``.
@@ -53,8 +64,8 @@ def load_run(run_dir: pathlib.Path, *, which: str = "best") -> tuple[Config, Ste
         checkpoints.close()
     norms = meta["normalizers"]
     steps = Steps(graphdef, rest, tx, loss_function(cfg.loss), Normalizer.from_json(norms["x"]),
-                  Normalizer.from_json(norms["y"]))
-    return cfg, steps, state["params"]
+                  Normalizer.from_json(norms["y"]), make_apply(cfg.data, meta["output_steps"]))
+    return LoadedRun(cfg, steps, state["params"], meta)
 
 
 def _regenerate_test(cfg: Config, source: pathlib.Path, resolution: int,
@@ -84,11 +95,14 @@ def evaluate_run(run: str | pathlib.Path, *, data: str | None = None,
                  resolution: int | None = None, plot: bool = False) -> dict[str, Any]:
     """Evaluate a run's best checkpoint on its test split (or ``data``, or at ``resolution``).
 
-    Prints and returns the metrics; writes them to ``eval.json`` in the run directory and,
-    with ``plot``, a PNG of one test sample (input, target, prediction, error).
+    The run's ``data.subsample`` applies to its own dataset; ``data`` files and regenerated
+    ``resolution`` data are used at the grid they are stored on. Prints and returns the
+    metrics; writes them to ``eval.json`` in the run directory and, with ``plot``, PNGs of
+    one test sample (input, target, prediction, error; for trajectories the error per
+    step, snapshots and energy spectra).
     """
     run_dir = pathlib.Path(run)
-    cfg, steps, params = load_run(run_dir)
+    cfg, steps, params, meta = load_run(run_dir)
     path = pathlib.Path(data or cfg.data.path)
     from nopx import datagen
 
@@ -98,51 +112,34 @@ def evaluate_run(run: str | pathlib.Path, *, data: str | None = None,
         total = reader.n_samples
     count = min(cfg.data.n_test, total)
     split = Split(path, cfg.data.inputs, cfg.data.targets, range(total - count, total),
-                  in_memory=True)
+                  in_memory=True, time=cfg.data.time, output_steps=meta["output_steps"],
+                  subsample=cfg.data.subsample if data is None and resolution is None else 1)
     metrics = evaluate(steps, params, split, cfg.train.batch_size)
-    grid = split.x.shape[1:-1]
-    key = "x".join(str(n) for n in grid)
+    per_channel = metrics.pop("rel_l2_per_channel")
+    if cfg.data.time is not None:
+        metrics["rel_l2_per_step"] = per_channel
+    key = "x".join(str(n) for n in split.x.shape[1:-1])
     results_path = run_dir / "eval.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     results[f"{path.name}@{key}"] = {"samples": count, **metrics}
     results_path.write_text(json.dumps(results, indent=2) + "\n")
     print(f"{run_dir} on {path} ({count} samples, grid {key}): "
-          + "  ".join(f"test/{k} {v:.4g}" for k, v in metrics.items()))
+          + "  ".join(f"test/{k} {v:.4g}" for k, v in metrics.items() if not isinstance(v, list)))
+    if cfg.data.time is not None:
+        print("test rel L2 per predicted step: " + " ".join(f"{v:.3g}" for v in per_channel))
     if plot:
-        png = run_dir / f"eval_{key}.png"
         prediction = np.asarray(steps.predict(params, split.x[:1]))
-        _plot_sample(split.x[0], split.y[0], prediction[0], png,
-                     title=f"{cfg.name}: test sample at {key}")
-        print(f"wrote {png}")
-    return metrics
-
-
-def _plot_sample(x: np.ndarray, y: np.ndarray, pred: np.ndarray, png: pathlib.Path,
-                 title: str) -> None:
-    """Input (first channel), target, prediction and |error| of one sample (mid-slice in 3-D)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    def view(field: np.ndarray) -> np.ndarray:
-        field = field[..., 0]
-        while field.ndim > 2:
-            field = field[..., field.shape[-1] // 2]
-        return field
-
-    panels = {"input": view(x), "target": view(y), "prediction": view(pred),
-              "|error|": np.abs(view(pred) - view(y))}
-    fig, axes = plt.subplots(1, 4, figsize=(16, 4), constrained_layout=True)
-    for ax, (name, field) in zip(axes, panels.items()):
-        if field.ndim == 1:
-            ax.plot(field)
+        title = f"{cfg.name}: test sample {total - count} at {key}"
+        if cfg.data.time is None:
+            pngs = [plots.sample_panels(split.x[0], split.y[0], prediction[0],
+                                        run_dir / f"eval_{key}.png", title=title)]
         else:
-            image = ax.imshow(field.T, origin="lower", cmap="magma" if name == "|error|" else "viridis")
-            fig.colorbar(image, ax=ax, shrink=0.8)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        ax.set_title(name)
-    fig.suptitle(title)
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
+            pngs = [plots.error_per_step(per_channel, run_dir / f"eval_{key}_per_step.png",
+                                         title=f"{cfg.name}: test rel. L2 per step at {key}"),
+                    plots.trajectory_snapshots(split.y[0], prediction[0],
+                                               run_dir / f"eval_{key}_snapshots.png", title=title),
+                    plots.energy_spectra(split.y[0], prediction[0],
+                                         run_dir / f"eval_{key}_spectra.png", title=title)]
+        for png in pngs:
+            print(f"wrote {png}")
+    return metrics

@@ -22,6 +22,7 @@ from nopx.config import Config, dump, from_mapping, read_yaml
 from nopx.errors import UserError
 from nopx.parallel import data_mesh, replicate, shard_batch
 from nopx.progress import Progress
+from nopx.training import tasks
 from nopx.training.build import build_model, check_modes, model_kwargs
 from nopx.training.checkpoint import Checkpoints
 from nopx.training.data import Normalizer, Split, load_splits
@@ -92,8 +93,8 @@ def train_and_evaluate(cfg: Config, *, resume: bool = False) -> dict[str, float]
         Normalizer.identity(len(cfg.data.inputs)), Normalizer.identity(len(cfg.data.targets)))
 
     spatial = _spatial_shape(train)
-    kwargs = model_kwargs(cfg.model.kwargs, len(cfg.data.inputs), len(cfg.data.targets))
-    check_modes(kwargs, spatial, where=where)
+    kwargs = model_kwargs(cfg.model.kwargs, *tasks.channels(cfg.data, train.output_steps))
+    check_modes(kwargs, tasks.model_grid(cfg.data, spatial, train.output_steps), where=where)
     model = build_model(cfg.model.name, kwargs, seed=cfg.seed, where=where)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 
@@ -101,13 +102,15 @@ def train_and_evaluate(cfg: Config, *, resume: bool = False) -> dict[str, float]
     total_steps = steps_per_epoch * cfg.train.epochs
     tx = make_optimizer(cfg.optim, steps_per_epoch, total_steps)
     opt_state = tx.init(params)
-    steps = Steps(graphdef, rest, tx, loss_function(cfg.loss), x_norm, y_norm)
+    steps = Steps(graphdef, rest, tx, loss_function(cfg.loss), x_norm, y_norm,
+                  tasks.make_apply(cfg.data, train.output_steps))
 
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(dump(cfg))
     metrics_log = MetricsLog(run_dir / "metrics.jsonl")
     checkpoints = Checkpoints(run_dir, cfg.checkpoint)
     meta = {"model": {"name": cfg.model.name, "kwargs": kwargs},
+            "output_steps": train.output_steps,
             "normalizers": {"x": x_norm.to_json(), "y": y_norm.to_json()},
             "nopx_version": __version__}
     start_epoch, step = 0, 0
@@ -142,6 +145,7 @@ def train_and_evaluate(cfg: Config, *, resume: bool = False) -> dict[str, float]
             last = epoch + 1 == cfg.train.epochs
             if (epoch + 1) % cfg.train.eval_every == 0 or last:
                 test_metrics = evaluate(steps, params, test, cfg.train.batch_size, mesh)
+                per_step = test_metrics.pop("rel_l2_per_channel")
                 metrics.update({f"test/{k}": v for k, v in test_metrics.items()})
             metrics_log.write({"step": step, "epoch": epoch + 1, **metrics})
             progress.log(f"epoch {epoch + 1}/{cfg.train.epochs} step {step} "
@@ -152,6 +156,9 @@ def train_and_evaluate(cfg: Config, *, resume: bool = False) -> dict[str, float]
     finally:
         checkpoints.close()
         progress.close()
+    if cfg.data.time is not None and metrics:
+        progress.log("test rel L2 per predicted step: "
+                     + " ".join(f"{value:.3g}" for value in per_step))
     return metrics
 
 

@@ -18,6 +18,7 @@ from nopx import losses
 from nopx.config import LossConfig
 from nopx.parallel import shard_batch
 from nopx.training.data import Normalizer
+from nopx.training.tasks import Apply, direct
 
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -32,20 +33,27 @@ def loss_function(cfg: LossConfig) -> LossFn:
 
 
 def eval_metrics(pred: jax.Array, target: jax.Array) -> dict[str, jax.Array]:
-    """Batch-mean test metrics: relative L2 and relative H1 (finite differences)."""
-    return {"rel_l2": losses.relative_lp(pred, target), "h1": losses.h1(pred, target)}
+    """Batch-mean test metrics: relative L2, relative H1 (finite differences), and the
+    relative L2 of each output channel (each predicted time step of a trajectory)."""
+    per_channel = jax.vmap(lambda p, t: losses.relative_lp(p[..., None], t[..., None]),
+                           in_axes=-1)(pred, target)
+    return {"rel_l2": losses.relative_lp(pred, target), "h1": losses.h1(pred, target),
+            "rel_l2_per_channel": per_channel}
 
 
 class Steps:
     """Train/eval steps for one model, normaliser pair and loss.
 
-    ``x`` is normalised inside the step; the prediction is decoded to physical units
-    before the loss, so losses and metrics compare with the raw targets.
+    ``x`` is normalised inside the step and the model applied by the task's ``apply``
+    (:mod:`nopx.training.tasks`); the prediction is decoded to physical units before the
+    loss, so losses and metrics compare with the raw targets.
     """
 
     def __init__(self, graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientTransformation,
-                 loss: LossFn, x_norm: Normalizer, y_norm: Normalizer) -> None:
+                 loss: LossFn, x_norm: Normalizer, y_norm: Normalizer,
+                 apply: Apply = direct) -> None:
         self.graphdef = graphdef
+        self.apply = apply
         self.rest = rest
         self.tx = tx
         self.loss = loss
@@ -57,7 +65,7 @@ class Steps:
 
     def _predict(self, params: nnx.State, x: jax.Array) -> jax.Array:
         model = nnx.merge(self.graphdef, params, self.rest)
-        return self.y_norm.decode(model(self.x_norm.encode(x)))
+        return self.y_norm.decode(self.apply(model, self.x_norm.encode(x)))
 
     def _train_step(self, params: nnx.State, opt_state: Any, x: jax.Array,
                     y: jax.Array) -> tuple[nnx.State, Any, jax.Array]:
@@ -73,11 +81,11 @@ class Steps:
 
 
 def evaluate(steps: Steps, params: nnx.State, split, batch_size: int,
-             mesh: jax.sharding.Mesh | None = None) -> dict[str, float]:
-    """Sample-weighted mean of :func:`eval_metrics` over a whole split."""
+             mesh: jax.sharding.Mesh | None = None) -> dict[str, float | list[float]]:
+    """Sample-weighted mean of :func:`eval_metrics` over a whole split (vectors as lists)."""
     totals: dict[str, jax.Array] = {}
     for x, y in split.batches(batch_size):
         metrics = steps.eval_step(params, shard_batch(mesh, x), shard_batch(mesh, y))
         for name, value in metrics.items():
             totals[name] = totals.get(name, 0.0) + value * x.shape[0]
-    return {name: float(total) / len(split) for name, total in totals.items()}
+    return {name: (total / len(split)).tolist() for name, total in totals.items()}

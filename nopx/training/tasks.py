@@ -1,0 +1,94 @@
+"""How a model is applied to a batch: directly, rolled out in time, or in space-time.
+
+A task turns the model into ``apply(model, x) -> y`` on normalised, channels-last arrays:
+``x (B, *spatial, C_in)`` to ``y (B, *spatial, C_out)``. For trajectory windows the
+channels are time slices (see :class:`nopx.config.TimeConfig`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from nopx.config import DataConfig
+
+Apply = Callable[[nnx.Module, jax.Array], jax.Array]
+
+
+def direct(model: nnx.Module, x: jax.Array) -> jax.Array:
+    """``model(x)``."""
+    return model(x)
+
+
+def rollout(model: nnx.Module, x: jax.Array, steps: int) -> jax.Array:
+    """Autoregressive: predict one slice from the last ``C_in``, append it, repeat.
+
+    ``x (B, *spatial, T_in)`` → ``(B, *spatial, steps)``; the loss sees the whole rollout, so
+    gradients flow through every step as in the FNO paper's FNO-2D training.
+
+    >>> import jax.numpy as jnp
+    >>> shift = lambda window: window[..., -1:] + 1.0      # "next slice = last + 1"
+    >>> rollout(shift, jnp.zeros((1, 2, 3)), 4)[0, 0].tolist()
+    [1.0, 2.0, 3.0, 4.0]
+    """
+    if not isinstance(model, nnx.Module):
+        model = _Wrap(model)
+    # nnx modules may not cross into a lax.scan body as closures (nested nnx transforms check
+    # trace levels): carry the state through the scan and merge it inside.
+    graphdef, state = nnx.split(model)
+
+    def step(carry: tuple[jax.Array, nnx.State], _: None):
+        window, state = carry
+        following = nnx.merge(graphdef, state)(window)
+        return (jnp.concatenate([window[..., 1:], following], axis=-1), state), following[..., 0]
+
+    _, slices = jax.lax.scan(step, (x, state), None, length=steps)
+    return jnp.moveaxis(slices, 0, -1)
+
+
+class _Wrap(nnx.Module):
+    """A plain function as a stateless module (lets :func:`rollout` take either)."""
+
+    def __init__(self, function: Callable[[jax.Array], jax.Array]) -> None:
+        self.function = function
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.function(x)
+
+
+def spacetime(model: nnx.Module, x: jax.Array, steps: int) -> jax.Array:
+    """Space-time: repeat the input slices along a new time axis of length ``steps``.
+
+    ``x (B, *spatial, T_in)`` → model on ``(B, *spatial, steps, T_in)`` → ``(B, *spatial, steps)``
+    (the FNO paper's FNO-3D; the model adds the time coordinate with its grid embedding).
+    """
+    repeated = jnp.broadcast_to(x[..., None, :], (*x.shape[:-1], steps, x.shape[-1]))
+    return model(repeated)[..., 0]
+
+
+def make_apply(data: DataConfig, output_steps: int | None) -> Apply:
+    """The apply function of a data config's task."""
+    if data.time is None or data.time.mode == "direct":
+        return direct
+    if data.time.mode == "rollout":
+        return lambda model, x: rollout(model, x, output_steps)
+    return lambda model, x: spacetime(model, x, output_steps)
+
+
+def channels(data: DataConfig, output_steps: int | None) -> tuple[int, int]:
+    """Default ``(in_channels, out_channels)`` of the model for a data config's task."""
+    if data.time is None:
+        return len(data.inputs), len(data.targets)
+    if data.time.mode == "direct":
+        return data.time.input, output_steps
+    return data.time.input, 1
+
+
+def model_grid(data: DataConfig, spatial: tuple[int, ...], output_steps: int | None) -> tuple[int, ...]:
+    """The grid the model sees: the spatial grid, plus the time axis in space-time mode."""
+    if data.time is not None and data.time.mode == "spacetime":
+        return (*spatial, output_steps)
+    return spatial
