@@ -7,7 +7,6 @@ import optax
 import pytest
 from flax import nnx
 
-from nopx.layers import append_grid
 from nopx.losses import relative_lp
 from nopx.models import FNO
 
@@ -31,28 +30,16 @@ def test_parameter_breakdown_of_models_md():
     model = nnx.eval_shape(lambda: FNO(1, 1, (16, 16), 64))
     assert n_params(model.lifting) == 8_768
     assert n_params(model.projection) == 8_449
-    block = model.last_block
+    block = model.blocks[0]
     assert n_params(block.conv) == 2 * 64 * 64 * 16 * 9 + 64
     assert n_params(block.fno_skip) == 64 * 64
     assert n_params(block.channel_mlp) == 4_192
     assert n_params(block.channel_mlp_skip) == 64
-    # The first three blocks are one scanned stack with a leading layer axis.
-    assert model.blocks.layers.conv.weight_real.shape == (3, 16, 9, 64, 64)
-    assert n_params(model.blocks) == 3 * n_params(block)
+    assert len(model.blocks) == 4 and n_params(model.blocks) == 4 * n_params(block)
 
 
-def test_scanned_stack_equals_applying_the_blocks_one_by_one():
-    model = FNO(1, 1, (6, 6), 8, n_layers=3)
-    x = jax.random.normal(jax.random.PRNGKey(3), (2, 12, 12, 1))
-    graphdef, stacked = nnx.split(model.blocks.layers)
-    h = model.lifting(append_grid(x))
-    for layer in range(2):
-        h = nnx.merge(graphdef, jax.tree.map(lambda a: a[layer], stacked))(h)
-    expected = model.projection(model.last_block(h))
-    np.testing.assert_allclose(model(x), expected, atol=1e-5)
-
-
-@pytest.mark.parametrize("n_modes, grid", [((8,), (32,)), ((6, 6), (16, 12)), ((4, 4, 4), (8, 8, 6))])
+@pytest.mark.parametrize("n_modes, grid",
+                         [((8,), (32,)), ((6, 6), (16, 12)), ((4, 4, 4), (8, 8, 6))])
 def test_forward_shapes(n_modes, grid):
     model = FNO(3, 2, n_modes, hidden_channels=8, n_layers=2)
     out = model(jnp.ones((2, *grid, 3)))
@@ -64,8 +51,8 @@ def test_same_seed_same_model_and_other_resolution_runs():
     a, b = FNO(1, 1, (8, 8), 8), FNO(1, 1, (8, 8), 8)
     x = jax.random.normal(jax.random.PRNGKey(0), (1, 16, 16, 1))
     np.testing.assert_array_equal(a(x), b(x))
-    stacked = a.blocks.layers.conv.weight_real[...]
-    assert not np.allclose(stacked[0], stacked[1])          # layers initialised independently
+    first, second = (block.conv.weight_real[...] for block in a.blocks[:2])
+    assert not np.allclose(first, second)                     # layers initialised independently
     assert a(jnp.ones((1, 40, 24, 1))).shape == (1, 40, 24, 1)
 
 
@@ -101,9 +88,10 @@ def test_domain_padding_keeps_shape_and_changes_the_function():
     assert FNO(1, 1, (6, 6), 8, domain_padding=(0.1, 0.0))(x).shape == x.shape
 
 
-def test_single_layer_model_has_no_stack():
-    model = FNO(1, 1, (4,), 4, n_layers=1)
-    assert model.blocks is None and model(jnp.ones((1, 8, 1))).shape == (1, 8, 1)
+def test_only_the_last_block_skips_the_final_activation():
+    model = FNO(1, 1, (4,), 4, n_layers=3)
+    assert [block.activate_output for block in model.blocks] == [True, True, False]
+    assert FNO(1, 1, (4,), 4, n_layers=1)(jnp.ones((1, 8, 1))).shape == (1, 8, 1)
 
 
 def test_options_change_the_architecture():

@@ -105,7 +105,7 @@ def _field_and_gradient(grid, domain):
     coords = np.meshgrid(*[np.arange(n) * domain / n for n in grid], indexing="ij")
     w = 2 * np.pi / domain
     fields, grads = [], []
-    for ks in [(1, 2, 1)[:len(grid)], (2, 1, 3)[:len(grid)]]:     # wavenumbers per axis, per channel
+    for ks in [(1, 2, 1)[:len(grid)], (2, 1, 3)[:len(grid)]]:     # per channel: k per axis
         parts = [np.sin(w * k * c) if a % 2 == 0 else np.cos(w * k * c)
                  for a, (k, c) in enumerate(zip(ks, coords))]
         dparts = [w * k * np.cos(w * k * c) if a % 2 == 0 else -w * k * np.sin(w * k * c)

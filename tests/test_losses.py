@@ -74,7 +74,7 @@ def test_sobolev_norm_of_sin_cos_product(s):
     with jax.enable_x64(True):
         x, y = _grid((32, 16), (1.0, 1.0))
         u = np.sin(2 * np.pi * x) * np.cos(4 * np.pi * y)
-        # Modes (±1, ±2), |û|² = 1/16 each, |ξ|² = 4π²(1 + 4): ‖u‖² = (1/4)(1 + 20π²)^s.
+        # Modes (±1, ±2): |û|² = 1/16 each, |ξ|² = 4π²(1 + 4), so ‖u‖² = (1/4)(1 + 20π²)^s.
         expected = math.sqrt(0.25 * (1 + 20 * math.pi ** 2) ** s)
         value = sobolev_norm(jnp.asarray(u)[None, ..., None], s)
         assert value.dtype == jnp.float64
@@ -86,7 +86,8 @@ def test_sobolev_norm_on_a_rectangle_with_a_mean(s):
     lengths = (2.0, 0.5, 1.0)
     with jax.enable_x64(True):
         x, y, z = _grid((12, 8, 10), lengths)
-        u = 3.0 + np.cos(2 * np.pi * x / 2.0) * np.sin(2 * np.pi * 2 * y / 0.5) * np.cos(2 * np.pi * z)
+        wave = np.cos(2 * np.pi * x / 2.0) * np.sin(2 * np.pi * 2 * y / 0.5)
+        u = 3.0 + wave * np.cos(2 * np.pi * z)
         area = math.prod(lengths)
         xi_sq = (2 * math.pi) ** 2 * ((1 / 2.0) ** 2 + (2 / 0.5) ** 2 + 1)
         # Mean: weight 1, |û_0|² = 9. Product of three waves: 8 modes of |û|² = 1/64.

@@ -12,6 +12,8 @@ from nopx import models
 SMALL = {
     "fno": ({"in_channels": 2, "out_channels": 1, "n_modes": (4, 4), "hidden_channels": 8,
              "n_layers": 2}, (2, 12, 12, 2)),
+    "sfno": ({"in_channels": 4, "out_channels": 3, "n_modes": (3, 3, 3), "hidden_channels": 4,
+              "n_layers": 2, "latent_steps": 4}, (2, 12, 12, 4)),
 }
 
 

@@ -32,8 +32,9 @@ def domain_pads(spatial_shape: Sequence[int], fraction: float | Sequence[float])
     return tuple(round(f * n) for f, n in zip(fractions, spatial_shape))
 
 
-def pad_domain(x: jax.Array, fraction: float | Sequence[float]) -> tuple[jax.Array, tuple[int, ...]]:
-    """``(B, *n, C) -> (B, *(n + 2·pad), C)`` with zeros, and the pad widths for :func:`unpad_domain`."""
+def pad_domain(x: jax.Array,
+               fraction: float | Sequence[float]) -> tuple[jax.Array, tuple[int, ...]]:
+    """``(B, *n, C) -> (B, *(n + 2·pad), C)`` with zeros; also the pad widths to unpad with."""
     pads = domain_pads(x.shape[1:-1], fraction)
     return jnp.pad(x, [(0, 0), *[(p, p) for p in pads], (0, 0)]), pads
 

@@ -77,9 +77,11 @@ class SpectralConv(nnx.Module):
         self.transform = transform
         std = math.sqrt(2.0 / (in_channels + out_channels)) if init_std is None else init_std
         shape = (*kept_shape(self.n_modes), in_channels, out_channels)
-        part_std = std / math.sqrt(2.0)
-        self.weight_real = nnx.Param(part_std * jax.random.normal(rngs.params(), shape, param_dtype))
-        self.weight_imag = nnx.Param(part_std * jax.random.normal(rngs.params(), shape, param_dtype))
+        part_std = std / math.sqrt(2.0)                  # re and im share the variance
+        self.weight_real = nnx.Param(part_std * jax.random.normal(rngs.params(), shape,
+                                                                  param_dtype))
+        self.weight_imag = nnx.Param(part_std * jax.random.normal(rngs.params(), shape,
+                                                                  param_dtype))
         self.bias = (nnx.Param(std * jax.random.normal(rngs.params(), (out_channels,), param_dtype))
                      if bias else nnx.data(None))
 
