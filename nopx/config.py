@@ -41,6 +41,7 @@ __all__ = [
     "TrainConfig",
     "CheckpointConfig",
     "MeshConfig",
+    "StageConfig",
     "read_yaml",
     "apply_overrides",
     "parse_dataclass",
@@ -368,6 +369,39 @@ class CheckpointConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class StageConfig:
+    """A stage after supervised training (which is always the first, "pretrain", stage).
+
+    ``spectral_refine`` (Spectral-Refiner, for an ``sfno`` on a Navier–Stokes trajectory
+    task): per test trajectory, enlarge the last spectral layer to ``modes`` (per-sign
+    ``(m_x, m_y, m_t)``; default: the whole grid and one more time mode than trained),
+    freeze the rest, and fit it for ``iterations`` Adam steps (``lr_weight`` on weights,
+    ``lr_bias`` on the spectral bias) to the H^-1(``alpha``) norm of the NSE residual of
+    the predicted trajectory, in float64. ν, forcing and the slice spacing come from the
+    dataset's recipe. ``samples`` test trajectories are refined, ``batch`` at a time.
+    The residual is that of the physical equation: the run needs ``data.normalize: false``.
+    """
+
+    kind: Literal["spectral_refine"]
+    name: str = "spectral_refine"
+    iterations: int = 50
+    modes: tuple[int, ...] | None = None
+    lr_weight: float = 1e-4
+    lr_bias: float = 0.2
+    alpha: float = 10 ** -1.5
+    time_derivative: Literal["spectral", "fd"] = "spectral"
+    samples: int = 8
+    batch: int = 4
+
+    def __post_init__(self) -> None:
+        _require(self.iterations > 0, "iterations", "must be positive")
+        _require(self.modes is None or len(self.modes) == 3, "modes", "give (m_x, m_y, m_t)")
+        _require(self.lr_weight > 0 and self.lr_bias > 0, "lr_weight", "learning rates must be positive")
+        _require(self.alpha > 0, "alpha", "must be positive")
+        _require(self.samples > 0 and self.batch > 0, "samples", "samples and batch must be positive")
+
+
+@dataclasses.dataclass(frozen=True)
 class MeshConfig:
     """Device mesh for data parallelism: the batch is split over ``data`` devices (-1: all).
 
@@ -392,6 +426,7 @@ class Config:
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
+    stages: tuple[StageConfig, ...] = ()
     mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
 
     @property

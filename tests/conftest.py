@@ -19,3 +19,14 @@ def darcy_small(tmp_path_factory) -> pathlib.Path:
                       "--set", "samples=80", "--set", "grid.n=32", "--out", str(out))
     assert result.returncode == 0, result.stderr
     return out
+
+
+@pytest.fixture(scope="session")
+def ns_small(tmp_path_factory) -> pathlib.Path:
+    """12 Navier-Stokes trajectories (t = 0..14) on a 32x32 torus, written by the real CLI."""
+    out = tmp_path_factory.mktemp("data") / "ns_small.h5"
+    result = run_nopx("datagen", "--config", str(ROOT / "experiments/datagen/ns_quick.yaml"),
+                      "--set", "samples=12", "--set", "grid.n=32", "--set", "navier_stokes.t_end=14",
+                      "--set", "navier_stokes.batch=6", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out

@@ -23,6 +23,8 @@ def check_modes(kwargs: dict[str, Any], spatial_shape: Sequence[int], *, where: 
     if modes is None:
         return
     modes = [modes] if isinstance(modes, int) else list(modes)
+    if len(modes) == len(spatial_shape) + 1:
+        modes = modes[:-1]  # a space-time model (SFNO) adds a time mode count: not a grid axis
     if len(modes) != len(spatial_shape):
         raise UserError(f"{where}: model.n_modes has {len(modes)} entries but the data is "
                         f"{len(spatial_shape)}-D (grid {tuple(spatial_shape)}); give one per axis")

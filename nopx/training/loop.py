@@ -28,6 +28,7 @@ from nopx.training.checkpoint import Checkpoints
 from nopx.training.data import Normalizer, Split, load_splits
 from nopx.training.dataset import ensure_dataset
 from nopx.training.optim import make_optimizer
+from nopx.training.refine_stage import spectral_refine
 from nopx.training.steps import Steps, evaluate, loss_function
 
 
@@ -159,6 +160,11 @@ def train_and_evaluate(cfg: Config, *, resume: bool = False) -> dict[str, float]
     if cfg.data.time is not None and metrics:
         progress.log("test rel L2 per predicted step: "
                      + " ".join(f"{value:.3g}" for value in per_step))
+    for stage in cfg.stages:
+        refined = spectral_refine(cfg, stage, nnx.merge(graphdef, params, rest), test)
+        metrics_log.write({"step": step, "epoch": cfg.train.epochs, "stage": stage.name, **refined})
+        progress.log(f"stage {stage.name}: " + " ".join(f"{k} {v:.4g}" for k, v in refined.items()))
+        metrics.update(refined)
     return metrics
 
 
