@@ -18,7 +18,7 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["CellGrid", "cell_centres"]
+__all__ = ["CellGrid", "UniformGrid", "cell_centres"]
 
 
 def cell_centres(n: int, length: float = 1.0) -> np.ndarray:
@@ -26,8 +26,26 @@ def cell_centres(n: int, length: float = 1.0) -> np.ndarray:
     return (np.arange(n) + 0.5) * (length / n)
 
 
+class UniformGrid:
+    """What every datagen grid shares: ``n`` points per axis on ``[0, length)^ndim``."""
+
+    n: int
+    ndim: int
+    length: float
+
+    @property
+    def h(self) -> float:
+        """Point spacing of the solve (simulation) grid."""
+        return self.length / self.n
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of the solve (simulation) grid, ``(n,) * ndim``."""
+        return (self.n,) * self.ndim
+
+
 @dataclasses.dataclass(frozen=True)
-class CellGrid:
+class CellGrid(UniformGrid):
     """A cell-centred grid of ``n`` cells per axis on ``[0, length)^ndim``, stored every ``subsample``-th point.
 
     >>> grid = CellGrid(n=8, ndim=2, subsample=3)
@@ -41,16 +59,6 @@ class CellGrid:
     ndim: int
     subsample: int = 1
     length: float = 1.0
-
-    @property
-    def h(self) -> float:
-        """Cell width of the solve grid."""
-        return self.length / self.n
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """Shape of the solve grid, ``(n,) * ndim``."""
-        return (self.n,) * self.ndim
 
     @property
     def stored_shape(self) -> tuple[int, ...]:

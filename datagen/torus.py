@@ -16,6 +16,8 @@ import dataclasses
 
 import numpy as np
 
+from nopx.datagen.grid import UniformGrid
+
 __all__ = ["TorusGrid", "nodes"]
 
 
@@ -25,7 +27,7 @@ def nodes(n: int, length: float = 1.0) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True)
-class TorusGrid:
+class TorusGrid(UniformGrid):
     """``n`` nodes per axis on the torus ``[0, length)^ndim``, stored every ``subsample``-th node.
 
     The same interface as :class:`~nopx.datagen.grid.CellGrid` (``h``, ``shape``,
@@ -41,16 +43,6 @@ class TorusGrid:
         if self.n % self.subsample:
             raise ValueError(f"subsample: must divide n on a periodic grid (so that the stored "
                              f"points are a uniform grid again), got n={self.n}, subsample={self.subsample}")
-
-    @property
-    def h(self) -> float:
-        """Node spacing of the simulation grid."""
-        return self.length / self.n
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """Shape of the simulation grid, ``(n,) * ndim``."""
-        return (self.n,) * self.ndim
 
     @property
     def stored_shape(self) -> tuple[int, ...]:
