@@ -27,11 +27,18 @@ def cell_centres(n: int, length: float = 1.0) -> np.ndarray:
 
 
 class UniformGrid:
-    """What every datagen grid shares: ``n`` points per axis on ``[0, length)^ndim``."""
+    """What every datagen grid shares: ``n`` points per axis on ``[0, length)^ndim``, stored
+    every ``subsample``-th point; subclasses say where the first point is (:attr:`origin`)."""
 
     n: int
     ndim: int
+    subsample: int
     length: float
+
+    @property
+    def origin(self) -> float:
+        """Coordinate of the first point on every axis."""
+        raise NotImplementedError
 
     @property
     def h(self) -> float:
@@ -42,6 +49,26 @@ class UniformGrid:
     def shape(self) -> tuple[int, ...]:
         """Shape of the solve (simulation) grid, ``(n,) * ndim``."""
         return (self.n,) * self.ndim
+
+    @property
+    def stored_shape(self) -> tuple[int, ...]:
+        """Shape of a stored field, ``((n - 1) // subsample + 1,) * ndim`` (``n // subsample``
+        when ``subsample`` divides ``n``)."""
+        return ((self.n - 1) // self.subsample + 1,) * self.ndim
+
+    def store(self, field: np.ndarray) -> np.ndarray:
+        """Every ``subsample``-th point of ``field`` (shape ``(..., *shape)``) on every spatial axis."""
+        return field[(..., *(slice(None, None, self.subsample),) * self.ndim)]
+
+    def attrs(self) -> dict[str, list[float] | list[int]]:
+        """The grid as HDF5 attributes: stored shape, domain extent, first point, spacing."""
+        return {
+            "grid_shape": list(self.stored_shape),
+            "grid_extent": [self.length] * self.ndim,
+            "grid_origin": [self.origin] * self.ndim,
+            "grid_spacing": [self.h * self.subsample] * self.ndim,
+            "solve_shape": list(self.shape),
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,20 +88,6 @@ class CellGrid(UniformGrid):
     length: float = 1.0
 
     @property
-    def stored_shape(self) -> tuple[int, ...]:
-        """Shape of a stored field, ``((n - 1) // subsample + 1,) * ndim``."""
-        return ((self.n - 1) // self.subsample + 1,) * self.ndim
-
-    def store(self, field: np.ndarray) -> np.ndarray:
-        """Every ``subsample``-th point of ``field`` (shape ``(..., *shape)``) on every spatial axis."""
-        return field[(..., *(slice(None, None, self.subsample),) * self.ndim)]
-
-    def attrs(self) -> dict[str, list[float] | list[int]]:
-        """The grid as HDF5 attributes: stored shape, domain extent, first point, spacing."""
-        return {
-            "grid_shape": list(self.stored_shape),
-            "grid_extent": [self.length] * self.ndim,
-            "grid_origin": [self.h / 2] * self.ndim,
-            "grid_spacing": [self.h * self.subsample] * self.ndim,
-            "solve_shape": list(self.shape),
-        }
+    def origin(self) -> float:
+        """Cell centres start half a cell in."""
+        return self.h / 2

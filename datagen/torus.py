@@ -45,20 +45,6 @@ class TorusGrid(UniformGrid):
                              f"points are a uniform grid again), got n={self.n}, subsample={self.subsample}")
 
     @property
-    def stored_shape(self) -> tuple[int, ...]:
-        """Shape of a stored field, ``(n // subsample,) * ndim``."""
-        return (self.n // self.subsample,) * self.ndim
-
-    def store(self, field: np.ndarray) -> np.ndarray:
-        """Every ``subsample``-th node of ``field`` (shape ``(..., *shape)``) on every spatial axis."""
-        return field[(..., *(slice(None, None, self.subsample),) * self.ndim)]
-
-    def attrs(self) -> dict[str, list[float] | list[int]]:
-        """The grid as HDF5 attributes: stored shape, domain extent, first point (0), spacing."""
-        return {
-            "grid_shape": list(self.stored_shape),
-            "grid_extent": [self.length] * self.ndim,
-            "grid_origin": [0.0] * self.ndim,
-            "grid_spacing": [self.h * self.subsample] * self.ndim,
-            "solve_shape": list(self.shape),
-        }
+    def origin(self) -> float:
+        """The nodes start at 0."""
+        return 0.0
