@@ -22,8 +22,8 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from nopx.datagen.solvers import SolveStats, System, available_solvers, build_solver, register_solver, \
-    solver_takes_rtol
+from nopx.datagen.solvers import (SolveStats, Solver, System, available_solvers, build_solver, register_solver,
+                                  solver_takes_rtol)
 
 __all__ = ["AutoSolver"]
 
@@ -40,8 +40,8 @@ class AutoSolver:
     """Probe ``candidates`` (registered engine names, default options) and keep the fastest.
 
     Args:
-      candidates: engines to try, in order; those not registered here (``pardiso`` without
-        ``pypardiso``) are skipped.
+      candidates: engines to try, in order; those not registered or not loadable here
+        (``pardiso`` without ``pypardiso`` or a working MKL) are skipped.
       probe: systems per candidate.
       rtol: the true relative residual to reach (a recipe passes ``solver.rtol``).
     """
@@ -56,10 +56,10 @@ class AutoSolver:
             raise ValueError(f"candidates: need engines other than auto and probe >= 1, got {self.candidates}")
 
     def solve(self, systems: Iterable[System]) -> Iterator[tuple[np.ndarray, SolveStats]]:
-        names = [name for name in self.candidates if name in available_solvers()]
+        built = {name: self._build(name) for name in self.candidates if name in available_solvers()}
+        names = [name for name, engine in built.items() if engine is not None]
         queues = {name: collections.deque() for name in names}
-        engines = {name: build_solver(name, **({"rtol": self.rtol} if solver_takes_rtol(name) else {}))
-                   .solve(_feed(queues[name])) for name in names}
+        engines = {name: built[name].solve(_feed(queues[name])) for name in names}
         last_seconds = {}
         stream = iter(systems)
         for name in names:
@@ -78,6 +78,13 @@ class AutoSolver:
             queues[chosen].append(system)
             x, stats = next(engines[chosen])
             yield x, dataclasses.replace(stats, engine=chosen)
+
+    def _build(self, name: str) -> Solver | None:
+        """Candidate ``name`` with default options, or None if it cannot run here (MKL missing)."""
+        try:
+            return build_solver(name, **({"rtol": self.rtol} if solver_takes_rtol(name) else {}))
+        except ValueError:
+            return None
 
 
 register_solver("auto", AutoSolver, takes_rtol=True)

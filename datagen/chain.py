@@ -8,8 +8,11 @@ contributes one system per time step, built from the previous step's solution (e
 lazy: they yield ``x_t`` before they pull system ``t + 1``).
 
 Every sample's true residual (the worst over its time steps) is checked against ``rtol``.
-A sample that misses is solved again, alone, with a direct solve and flagged ``retried``;
-if that misses too its result keeps the residual and the runner refuses to store it.
+A sample that misses, or on which the engine fails (an ILU breakdown, a singular factor),
+is an error naming it (``on_miss="error"``), or is solved again, alone, with a direct solve
+and flagged ``retried`` (``on_miss="direct"``; after an engine failure the engine restarts
+on the rest of the chain); if the direct solve misses or fails too, that is an error.
+Nothing that misses ``rtol`` or is not finite is ever returned.
 
 >>> from nopx.datagen import CellGrid, Darcy2D, DarcyConfig, build_solver
 >>> darcy = Darcy2D(DarcyConfig(modes=4), grid=CellGrid(n=8, ndim=2), seed=0)
@@ -27,8 +30,10 @@ from typing import Any
 
 import numpy as np
 
+from nopx.datagen.faults import fault_point
 from nopx.datagen.family import Problem, Trajectory
 from nopx.datagen.solvers import DirectSolver, Solver, System
+from nopx.errors import UserError
 
 __all__ = ["SampleResult", "solve_chain"]
 
@@ -112,16 +117,60 @@ def _run(family: Any, solver: Solver, indices: Sequence[int]) -> Iterator[tuple[
             yield pending, x
 
 
-def solve_chain(family: Any, solver: Solver, indices: Sequence[int], *, rtol: float) -> list[SampleResult]:
-    """Solve global samples ``indices`` in this order with one ``solver`` call; retry misses directly."""
-    results = []
-    for pending, solution in _run(family, solver, indices):
-        if pending.residual <= rtol:
-            results.append(_finish(family, pending, solution, retried=False))
-            continue
-        [(retry, retry_solution)] = _run(family, DirectSolver(), [pending.index])
-        retry.iterations += pending.iterations
-        retry.matvecs += pending.matvecs
-        retry.seconds += pending.seconds
-        results.append(_finish(family, retry, retry_solution, retried=True))
+# What an engine raises when it breaks down on a system (scipy's ILU/LU: RuntimeError).
+ENGINE_ERRORS = (RuntimeError, ArithmeticError, np.linalg.LinAlgError)
+
+
+def solve_chain(family: Any, solver: Solver, indices: Sequence[int], *, rtol: float,
+                on_miss: str = "error") -> list[SampleResult]:
+    """Solve global samples ``indices`` in this order with ``solver``; handle misses per ``on_miss``.
+
+    Raises:
+      UserError: a sample missed ``rtol`` or broke the engine (``on_miss="error"``), or the
+        direct solve of a missed sample failed too; the message names the sample.
+    """
+    results: list[SampleResult] = []
+    remaining = list(indices)
+    while remaining:
+        solved = _run(family, solver, remaining)
+        for position, index in enumerate(remaining):
+            try:
+                pending, solution = next(solved)
+            except ENGINE_ERRORS as err:
+                failed = _Pending(index, family.problem(index), residual=np.inf)
+                what = f"the engine failed ({type(err).__name__}: {err}), so it"
+                results.append(_retry(family, failed, rtol, on_miss, what))
+                remaining = remaining[position + 1:]  # a fresh engine call goes on with the rest
+                break
+            if pending.residual <= rtol:
+                results.append(_finish(family, pending, solution, retried=False))
+            else:
+                what = f"relative residual {pending.residual:.2e}"
+                results.append(_retry(family, pending, rtol, on_miss, what))
+            fault_point("sample")
+        else:
+            remaining = []
     return results
+
+
+def _retry(family: Any, missed: _Pending, rtol: float, on_miss: str, what: str) -> SampleResult:
+    """The direct re-solve of a missed sample (``on_miss="direct"``), or the error naming it."""
+    if on_miss != "direct":
+        raise UserError(
+            f"sample {missed.index}: {what} misses solver.rtol {rtol:.1e}; it was not stored. Choose a "
+            f"more robust or accurate engine (solver.method/options) or relax solver.rtol, or pass "
+            f"--set solver.on_miss=direct to redo such samples with a direct solve (flagged in meta/retried)")
+    try:
+        [(retry, solution)] = _run(family, DirectSolver(), [missed.index])
+        reached, ok = f"relative residual {retry.residual:.2e}", retry.residual <= rtol
+    except ENGINE_ERRORS as err:
+        reached, ok = f"{type(err).__name__}: {err}", False
+    if not ok:
+        raise UserError(
+            f"sample {missed.index}: {what} misses solver.rtol {rtol:.1e}, and so does its direct "
+            f"re-solve ({reached}); the problem is singular or too ill-conditioned for this tolerance: "
+            f"check the recipe's PDE parameters or relax solver.rtol")
+    retry.iterations += missed.iterations
+    retry.matvecs += missed.matvecs
+    retry.seconds += missed.seconds
+    return _finish(family, retry, solution, retried=True)

@@ -6,12 +6,15 @@ One file per dataset. Root attributes: ``format="nopx-dataset"``, ``format_versi
 ``grid_origin``, ``grid_spacing``, ``solve_shape``) and ``complete``. One dataset per
 field, ``(N, *spatial)``, chunked one sample per chunk; group ``meta/`` holds per-sample
 ``params (N, P)``, ``done``, ``order``, ``iterations``, ``matvecs``, ``residual``,
-``seconds`` and ``retried``. ``data/README.md`` documents every entry.
+``seconds``, ``retried`` and ``checksum`` (CRC-32 of each sample of each field).
+``data/README.md`` documents every entry.
 
 Crash safety: every dataset's storage is allocated when the file is created (and the file
 is created under a temporary name, then renamed), so later writes change raw data only,
 never HDF5 metadata; a killed writer cannot corrupt the file's structure. A sample's data
-is written and flushed before its ``done`` flag is set and flushed.
+is written and flushed before its ``done`` flag is set and flushed. One writer at a time
+(:class:`WriteLock`). Readers refuse what they cannot trust, naming the file, the sample
+and the fix: foreign, truncated or damaged files, and samples whose checksum fails.
 
 >>> import tempfile, pathlib
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "demo.h5"
@@ -28,8 +31,13 @@ is written and flushed before its ``done`` flag is set and flushed.
 from __future__ import annotations
 
 import datetime
+import errno
+import hashlib
 import os
 import pathlib
+import re
+import socket
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -37,17 +45,25 @@ import h5py
 import numpy as np
 
 import nopx
+from nopx.datagen.faults import fault_point
 from nopx.errors import UserError
 
-__all__ = ["DatasetReader", "DatasetWriter", "open_dataset", "FORMAT", "FORMAT_VERSION", "META_FIELDS"]
+__all__ = ["DatasetReader", "DatasetWriter", "WriteLock", "open_dataset", "FORMAT", "FORMAT_VERSION",
+           "META_FIELDS"]
 
 FORMAT = "nopx-dataset"
 FORMAT_VERSION = 1
-META_FIELDS = ("params", "done", "order", "iterations", "matvecs", "residual", "seconds", "retried")
+META_FIELDS = ("params", "done", "order", "iterations", "matvecs", "residual", "seconds", "retried", "checksum")
+# Columns a file may lack: written before they existed (reads as all false / not checked).
+OPTIONAL_META = ("retried", "checksum")
+# Samples per read while verifying a whole file.
+VERIFY_BLOCK = 64
+
+_REGENERATE = "copy it again or regenerate it with `nopx datagen`"
 
 
 def _open_checked(path: str | os.PathLike, mode: str) -> h5py.File:
-    """Open a nopx dataset; anything else (missing, not HDF5, foreign, too new) is a UserError."""
+    """Open a nopx dataset; anything else (missing, not HDF5, truncated, foreign, damaged) is a UserError."""
     path = pathlib.Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such dataset file; create it with "
@@ -57,17 +73,77 @@ def _open_checked(path: str | os.PathLike, mode: str) -> h5py.File:
     try:
         file = h5py.File(path, mode)
     except OSError as err:
-        raise UserError(f"{path}: cannot open the dataset ({err}); is another process writing it?") from None
-    if file.attrs.get("format") != FORMAT:
+        raise UserError(_open_failed_message(path, err)) from None
+    try:
+        _check_layout(path, file)
+    except UserError:
         file.close()
+        raise
+    return file
+
+
+def _field_names(file: h5py.File) -> tuple[str, ...]:
+    """The ``fields`` attribute as a tuple (a lone name counts as one)."""
+    fields = _plain(file.attrs.get("fields"))
+    if isinstance(fields, str):
+        return (fields,)
+    return tuple(fields) if isinstance(fields, list) else ()
+
+
+def _open_failed_message(path: pathlib.Path, err: OSError) -> str:
+    truncated = re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", str(err))
+    if truncated:
+        size, expected = truncated.groups()
+        return (f"{path}: truncated: {size} of its {expected} bytes are on disk (an interrupted copy "
+                f"or a full disk cut it short), so no sample can be trusted; {_REGENERATE}")
+    holder = WriteLock(path).holder()
+    if holder is not None:
+        return (f"{path}: being written by process {holder[0]} on {holder[1]}; wait until that "
+                f"`nopx datagen` ends (or, if it is gone, delete {WriteLock(path).path})")
+    return f"{path}: cannot open the dataset ({err}); the file is damaged or in use: {_REGENERATE}"
+
+
+def _check_layout(path: pathlib.Path, file: h5py.File) -> None:
+    """Refuse a file that is not a whole nopx dataset of a version this nopx reads."""
+    if file.attrs.get("format") != FORMAT:
         raise UserError(f"{path}: an HDF5 file but not a nopx dataset (no format='{FORMAT}' "
                         f"attribute); make one with `nopx datagen --config RECIPE --out {path}`")
-    version = int(file.attrs.get("format_version", 0))
+    version = _plain(file.attrs.get("format_version"))
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise UserError(f"{path}: format_version is {version!r}, not a nopx dataset version (1 to "
+                        f"{FORMAT_VERSION}); the file is damaged or was not written by nopx: {_REGENERATE}")
     if version > FORMAT_VERSION:
-        file.close()
         raise UserError(f"{path}: written by a newer nopx (format_version {version}; this nopx "
                         f"{nopx.__version__} reads up to {FORMAT_VERSION}); upgrade nopx to read it")
-    return file
+    damaged = f"the file is damaged or was changed by another program; {_REGENERATE}"
+    fields = _field_names(file)
+    if not fields or not all(isinstance(name, str) for name in fields):
+        raise UserError(f"{path}: the 'fields' attribute is missing or not a list of names; {damaged}")
+    missing = [name for name in (*fields, "meta") if name not in file]
+    if missing:
+        raise UserError(f"{path}: lists {', '.join(missing)} but holds no such "
+                        f"{'group' if missing == ['meta'] else 'dataset'}; {damaged}")
+    for name in fields:
+        data = file[name]
+        if not isinstance(data, h5py.Dataset) or data.dtype.kind != "f" or data.ndim < 2:
+            raise UserError(f"{path}: field {name!r} is not a floating-point array of samples; {damaged}")
+    n_samples = file[fields[0]].shape[0]
+    grid_shape = _plain(file.attrs.get("grid_shape"))
+    for name in fields:
+        data = file[name]
+        if data.shape[0] != n_samples:
+            raise UserError(f"{path}: field {name!r} has {data.shape[0]} samples but {fields[0]!r} has "
+                            f"{n_samples}; {damaged}")
+        if isinstance(grid_shape, list) and list(data.shape[-len(grid_shape):]) != grid_shape:
+            raise UserError(f"{path}: field {name!r} has sample shape {data.shape[1:]} but the grid is "
+                            f"{tuple(grid_shape)} (grid_shape attribute); {damaged}")
+    for name in META_FIELDS:
+        column = file["meta"].get(name)
+        if column is None and name in OPTIONAL_META:
+            continue
+        if not isinstance(column, h5py.Dataset) or column.ndim < 1 or column.shape[0] != n_samples:
+            shape = "missing" if column is None else f"shaped {getattr(column, 'shape', '?')}"
+            raise UserError(f"{path}: meta/{name} is {shape}, not one entry per sample ({n_samples}); {damaged}")
 
 
 def _plain(value: Any) -> Any:
@@ -83,6 +159,11 @@ def _plain(value: Any) -> Any:
 
 def _read_attrs(file: h5py.File) -> dict[str, Any]:
     return {key: _plain(value) for key, value in file.attrs.items()}
+
+
+def _checksum(sample: np.ndarray) -> int:
+    """CRC-32 of one sample's bytes as stored (``meta/checksum``)."""
+    return zlib.crc32(np.ascontiguousarray(sample))
 
 
 def _incomplete_message(path: pathlib.Path, done: int, total: int) -> str:
@@ -106,14 +187,16 @@ class DatasetReader:
         self.path = pathlib.Path(path)
         self._file = _open_checked(self.path, "r")
         self.attrs = _read_attrs(self._file)
-        self.fields: tuple[str, ...] = tuple(self.attrs["fields"])
+        self.fields: tuple[str, ...] = _field_names(self._file)
         first = self._file[self.fields[0]]
         self.n_samples: int = first.shape[0]
         self.spatial_shape: tuple[int, ...] = tuple(first.shape[1:])
-        if require_complete and not self.attrs.get("complete", False):
-            done = int(self._file["meta/done"][()].sum())
+        self._done = self._file["meta/done"][()].astype(bool)
+        checksums = self._file["meta"].get("checksum")
+        self._checksums = None if checksums is None else checksums[()]
+        if require_complete and not (self.complete and self._done.all()):
             self.close()
-            raise UserError(_incomplete_message(self.path, done, self.n_samples))
+            raise UserError(_incomplete_message(self.path, int(self._done.sum()), self.n_samples))
 
     @property
     def complete(self) -> bool:
@@ -134,21 +217,74 @@ class DatasetReader:
         return tuple(self._field(field).shape[1:])
 
     def read(self, field: str, index: int) -> np.ndarray:
-        """Sample ``index`` of ``field``, shape ``spatial_shape``."""
+        """Sample ``index`` of ``field``, shape ``spatial_shape``; a damaged sample is a UserError."""
         if not 0 <= index < self.n_samples:
             raise IndexError(f"sample {index} out of range [0, {self.n_samples})")
-        return self._field(field)[index]
+        return self.read_range(field, index, index + 1)[0]
 
     def read_range(self, field: str, start: int, stop: int) -> np.ndarray:
-        """Samples ``start:stop`` of ``field`` (a contiguous slice), shape ``(stop - start, *spatial_shape)``."""
+        """Samples ``start:stop`` of ``field`` (a contiguous slice), shape ``(stop - start, *spatial_shape)``.
+
+        Every written sample is checked against its stored checksum (files that have them).
+
+        Raises:
+          UserError: naming the first sample whose bytes are damaged or unreadable.
+        """
         if not 0 <= start <= stop <= self.n_samples:
             raise IndexError(f"range {start}:{stop} out of [0, {self.n_samples}]")
-        return self._field(field)[start:stop]
+        data = self._field(field)
+        try:
+            block = data[start:stop]
+        except OSError as err:
+            raise UserError(f"{self.path}: samples {start}..{stop - 1} of field {field!r} cannot be read "
+                            f"({err}); {_REGENERATE}") from None
+        if self._checksums is not None:
+            column = self.fields.index(field)
+            for offset, sample in enumerate(block):
+                index = start + offset
+                if self._done[index] and _checksum(sample) != self._checksums[index, column]:
+                    raise UserError(f"{self.path}: sample {index} of field {field!r} is corrupted (its "
+                                    f"bytes do not match the checksum written with them); {_REGENERATE}")
+        return block
+
+    def verify(self) -> dict[str, str]:
+        """Read every written sample: checksums and finite values; the SHA-256 of each field and of ``params``.
+
+        A hash covers the written samples in index order (each sample's bytes as stored), so two
+        complete files with equal hashes hold bit-identical data whatever process, worker count
+        or shard split made them.
+
+        Raises:
+          UserError: naming the first damaged or non-finite sample and the fix.
+        """
+        order = self.meta("order")[self._done]
+        whole = self.complete and self._done.all()
+        if np.unique(order).size != order.size or (whole and order.max(initial=-1) != order.size - 1):
+            raise UserError(f"{self.path}: meta/order is not a permutation of the written samples (a sample "
+                            f"written twice, or the file changed by another program); {_REGENERATE}")
+        hashes = {name: hashlib.sha256() for name in (*self.fields, "params")}
+        params = self.meta("params")
+        for start in range(0, self.n_samples, VERIFY_BLOCK):
+            stop = min(start + VERIFY_BLOCK, self.n_samples)
+            blocks = {name: self.read_range(name, start, stop) for name in self.fields}
+            blocks["params"] = params[start:stop]
+            for name, block in blocks.items():
+                for offset in np.flatnonzero(self._done[start:stop]):
+                    sample = block[offset]
+                    if not np.isfinite(sample).all():
+                        raise UserError(f"{self.path}: sample {start + offset} of "
+                                        f"{'meta/params' if name == 'params' else f'field {name!r}'} "
+                                        f"holds NaN or Inf values; the file was changed after it was "
+                                        f"written or made by a broken writer: {_REGENERATE}")
+                    hashes[name].update(np.ascontiguousarray(sample).tobytes())
+        return {name: digest.hexdigest() for name, digest in hashes.items()}
 
     def meta(self, name: str) -> np.ndarray:
         """The whole per-sample ``meta/<name>`` array (one of :data:`META_FIELDS`)."""
         if name == "retried" and name not in self._file["meta"]:
             return np.zeros(self.n_samples, dtype=bool)  # written before retries were recorded
+        if name == "done":
+            return self._done.copy()
         return self._file["meta"][name][()]
 
     def close(self) -> None:
@@ -165,8 +301,10 @@ def open_dataset(path: str | os.PathLike, require_complete: bool = True) -> Data
     """Open the nopx dataset at ``path`` for reading.
 
     Raises:
-      UserError: naming the file and the fix, when it is missing, not HDF5, not a nopx
-        dataset, from a newer nopx, or incomplete (when ``require_complete``).
+      UserError: naming the file and the fix, when it is missing, not HDF5, truncated, not
+        a nopx dataset, from a newer nopx, damaged in its layout, or incomplete (when
+        ``require_complete``). Reads refuse damaged samples (:meth:`DatasetReader.read_range`);
+        :meth:`DatasetReader.verify` checks the whole file.
     """
     return DatasetReader(path, require_complete=require_complete)
 
@@ -188,13 +326,92 @@ def _runs(indices: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
     ]
 
 
-class DatasetWriter:
-    """Write samples into a nopx dataset in any order, resumably; use :meth:`create` or :meth:`resume`."""
+class WriteLock:
+    """``<file>.lock``: at most one writer per dataset.
 
-    def __init__(self, path: pathlib.Path, file: h5py.File) -> None:
+    The lock file holds the writer's PID and host. A second writer is refused while that
+    process lives; a lock left by a dead process (a killed run) is stale and taken over.
+
+    >>> import tempfile
+    >>> lock = WriteLock(pathlib.Path(tempfile.mkdtemp()) / "d.h5")
+    >>> lock.acquire(); lock.holder() == (os.getpid(), socket.gethostname())
+    True
+    >>> lock.release(); lock.holder() is None
+    True
+    """
+
+    def __init__(self, dataset: str | os.PathLike) -> None:
+        dataset = pathlib.Path(dataset)
+        self.dataset = dataset
+        self.path = dataset.with_name(dataset.name + ".lock")
+
+    def holder(self) -> tuple[int, str] | None:
+        """``(pid, host)`` written in the lock file, or None without a (readable) one."""
+        try:
+            pid, host = self.path.read_text().split()
+            return int(pid), host
+        except (OSError, ValueError):
+            return None
+
+    def _held_by_other(self) -> tuple[int, str] | None:
+        """The holder if it is another process that may be alive (any process on another host)."""
+        holder = self.holder()
+        if holder is None or holder == (os.getpid(), socket.gethostname()):
+            return None
+        pid, host = holder
+        if host != socket.gethostname():
+            return holder
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None  # its writer is gone: stale
+        except PermissionError:
+            pass  # alive, another user's
+        return holder
+
+    def acquire(self) -> None:
+        """Take the lock (atomically: a complete lock file is linked into place), or raise UserError."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        mine = self.path.with_name(f"{self.path.name}.{os.getpid()}")
+        mine.write_text(f"{os.getpid()} {socket.gethostname()}\n")
+        try:
+            for _ in range(2):
+                try:
+                    os.link(mine, self.path)
+                    return
+                except FileExistsError:
+                    holder = self._held_by_other()
+                    if holder is not None:
+                        raise UserError(
+                            f"{self.dataset}: another process (PID {holder[0]} on {holder[1]}) is "
+                            f"writing this dataset; wait for it to end, or if it is no longer running, "
+                            f"delete {self.path} and retry") from None
+                    self.path.unlink(missing_ok=True)  # stale: its writer is gone
+            raise UserError(f"{self.dataset}: could not take the write lock {self.path} (another "
+                            f"writer keeps taking it); run one `nopx datagen` per file")
+        finally:
+            mine.unlink(missing_ok=True)
+
+    def release(self) -> None:
+        """Remove the lock file if this process holds it."""
+        if self.holder() == (os.getpid(), socket.gethostname()):
+            self.path.unlink(missing_ok=True)
+
+
+class DatasetWriter:
+    """Write samples into a nopx dataset in any order, resumably; use :meth:`create` or :meth:`resume`.
+
+    The writer holds the dataset's :class:`WriteLock` until :meth:`close`. A failed write (a
+    full disk) raises UserError; the samples flagged done before it stay valid.
+    """
+
+    def __init__(self, path: pathlib.Path, file: h5py.File, lock: WriteLock) -> None:
         self.path = path
         self._file = file
+        self._lock = lock
         self.attrs = _read_attrs(file)
+        self.fields = _field_names(file)
+        self._checksums = "checksum" in file["meta"]  # files from before checksums get none
         written = file["meta/order"][()][file["meta/done"][()]]
         self._next_order = int(written.max()) + 1 if written.size else 0
 
@@ -216,41 +433,38 @@ class DatasetWriter:
         """
         path = pathlib.Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        lock = WriteLock(path)
+        lock.acquire()
         staging = path.with_name(path.name + ".creating")
-        with h5py.File(staging, "w") as file:
-            file.attrs.update({
-                "format": FORMAT,
-                "format_version": FORMAT_VERSION,
-                "nopx_version": nopx.__version__,
-                "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                "fields": list(fields),
-                **attrs,
-                "complete": False,
-            })
-            for name, shape in fields.items():
-                file.create_dataset(name, (n_samples, *shape), dtype=dtype,
-                                    chunks=(1, *shape), dcpl=_early_allocated())
-            meta = file.create_group("meta")
-            columns = {
-                "params": ((n_samples, n_params), dtype, np.nan),
-                "done": ((n_samples,), bool, False),
-                "order": ((n_samples,), np.int64, -1),
-                "iterations": ((n_samples,), np.int64, -1),
-                "matvecs": ((n_samples,), np.int64, -1),
-                "residual": ((n_samples,), np.float64, np.nan),
-                "seconds": ((n_samples,), np.float64, np.nan),
-                "retried": ((n_samples,), bool, False),
-            }
-            for name, (shape, column_dtype, fill) in columns.items():
-                meta.create_dataset(name, shape, dtype=column_dtype, fillvalue=fill, dcpl=_early_allocated())
-        os.replace(staging, path)
-        return cls(path, h5py.File(path, "r+"))
+        try:
+            if path.exists():
+                raise UserError(f"{path}: appeared while this run started (another `nopx datagen`?); "
+                                f"pass --resume to complete it, or delete it")
+            _create_layout(staging, n_samples, fields, n_params, dtype, attrs)
+            fault_point("create")
+            os.replace(staging, path)
+            return cls(path, h5py.File(path, "r+"), lock)
+        except OSError as err:
+            staging.unlink(missing_ok=True)
+            lock.release()
+            raise UserError(f"{path}: cannot create the dataset ({_reason(err)}); free disk space (it needs "
+                            f"about {_layout_bytes(n_samples, fields, dtype) / 2**20:.0f} MiB) or choose "
+                            f"another --out, then run again") from None
+        except BaseException:
+            lock.release()
+            raise
 
     @classmethod
     def resume(cls, path: str | os.PathLike) -> DatasetWriter:
         """Reopen an existing dataset to add the samples it lacks."""
         path = pathlib.Path(path)
-        return cls(path, _open_checked(path, "r+"))
+        lock = WriteLock(path)
+        lock.acquire()
+        try:
+            return cls(path, _open_checked(path, "r+"), lock)
+        except BaseException:
+            lock.release()
+            raise
 
     @property
     def n_samples(self) -> int:
@@ -259,6 +473,11 @@ class DatasetWriter:
     def done(self) -> np.ndarray:
         """Which samples are written, ``(N,)`` bool."""
         return self._file["meta/done"][()]
+
+    @property
+    def complete(self) -> bool:
+        """Whether the file is marked complete and every sample is done."""
+        return bool(self._file.attrs.get("complete", False)) and bool(self.done().all())
 
     def write(
         self,
@@ -276,16 +495,23 @@ class DatasetWriter:
 
         ``fields[name]`` is ``(m, *spatial)``, ``params`` is ``(m, P)``, the stats are ``(m,)``;
         ``retried`` flags samples an engine missed and a direct solve redid (default: none).
+
+        Raises:
+          UserError: a sample already written, non-finite data (nothing of the batch is
+            stored), or a failed write (a full disk: the batch is not marked done).
         """
         indices = np.asarray(indices, dtype=np.int64)
         if indices.size == 0:
             return
         done = self._file["meta/done"][()]
         if done[indices].any() or np.unique(indices).size != indices.size:
-            raise RuntimeError(f"{self.path}: samples {indices.tolist()} are already written or repeated")
-        meta = self._file["meta"]
+            raise UserError(f"{self.path}: samples {indices.tolist()} are already written or repeated; "
+                            f"was the file changed by another program? {_REGENERATE}")
+        stored = {name: np.asarray(fields[name], dtype=self._file[name].dtype) for name in self.fields}
+        params = np.asarray(params, dtype=self._file["meta/params"].dtype)
+        self._refuse_non_finite(indices, {**stored, "params": params})
         columns = {
-            "params": np.asarray(params),
+            "params": params,
             "order": self._next_order + np.arange(len(indices)),
             "iterations": np.asarray(iterations),
             "matvecs": np.asarray(matvecs),
@@ -293,39 +519,125 @@ class DatasetWriter:
             "seconds": np.asarray(seconds),
             "retried": np.zeros(len(indices), dtype=bool) if retried is None else np.asarray(retried, dtype=bool),
         }
-        runs = _runs(indices)
-        for start, stop, rows in runs:
-            for name, block in fields.items():
-                self._file[name][start:stop] = block[rows]
-            for name, column in columns.items():
-                meta[name][start:stop] = column[rows]
-        self._file.flush()
-        # One write for all the flags, so that a kill leaves the whole batch done or not done.
-        low, high = int(indices.min()), int(indices.max()) + 1
-        flags = done[low:high]
-        flags[indices - low] = True
-        self._file["meta/done"][low:high] = flags
-        self._file.flush()
+        if self._checksums:
+            columns["checksum"] = np.array([[_checksum(stored[name][row]) for name in self.fields]
+                                            for row in range(len(indices))], dtype=np.uint32)
+        meta = self._file["meta"]
+        try:
+            for start, stop, rows in _runs(indices):
+                for name, block in stored.items():
+                    self._file[name][start:stop] = block[rows]
+                for name, column in columns.items():
+                    meta[name][start:stop] = column[rows]
+            fault_point("write")
+            self._file.flush()
+            fault_point("flush")
+            # One write for all the flags, so that a kill leaves the whole batch done or not done.
+            low, high = int(indices.min()), int(indices.max()) + 1
+            flags = done[low:high]
+            flags[indices - low] = True
+            self._file["meta/done"][low:high] = flags
+            fault_point("done")
+            self._file.flush()
+        except OSError as err:
+            raise UserError(f"{self.path}: writing samples {_sample_list(indices)} failed ({_reason(err)}); "
+                            f"nothing else is damaged: free disk space, then add the missing samples "
+                            f"with `nopx datagen ... --resume`") from None
         self._next_order += len(indices)
+
+    def _refuse_non_finite(self, indices: np.ndarray, arrays: Mapping[str, np.ndarray]) -> None:
+        for name, block in arrays.items():
+            finite = np.isfinite(block.reshape(len(indices), -1)).all(axis=1)
+            if not finite.all():
+                index = int(indices[np.argmin(finite)])
+                raise UserError(
+                    f"{self.path}: sample {index} of {'meta/params' if name == 'params' else f'field {name!r}'} "
+                    f"is NaN or Inf (a diverged solve, or a value beyond the storage dtype's range) and "
+                    f"was not stored; check the recipe's PDE parameters and solver, or use "
+                    f"storage.dtype=float64 for very large values")
 
     def finish(self, rtol: float) -> None:
         """Verify every sample is done, once, within ``rtol``; then mark the file complete."""
         meta = self._file["meta"]
         done, order, residual = meta["done"][()], meta["order"][()], meta["residual"][()]
         if not done.all():
-            raise RuntimeError(f"{self.path}: {int((~done).sum())} samples are not written")
+            raise UserError(f"{self.path}: {int((~done).sum())} samples are not written (the first is "
+                            f"sample {int(np.argmin(done))}); add them with `nopx datagen ... --resume`")
         if not np.array_equal(np.sort(order), np.arange(self.n_samples)):
-            raise RuntimeError(f"{self.path}: meta/order is not a permutation of the samples")
-        if not (residual <= rtol).all():
-            raise RuntimeError(f"{self.path}: residual {residual.max():.2e} exceeds rtol {rtol:.1e}")
-        self._file.attrs["complete"] = True
-        self._file.flush()
+            raise UserError(f"{self.path}: meta/order is not a permutation of the samples; the file was "
+                            f"changed by another program: {_REGENERATE}")
+        within = residual <= rtol
+        if not within.all():
+            worst = int(np.argmin(within))
+            raise UserError(f"{self.path}: sample {worst} has relative residual {residual[worst]:.2e} > "
+                            f"solver.rtol {rtol:.1e}; the file does not meet its recipe: {_REGENERATE}")
+        try:
+            fault_point("finish")
+            self._file.attrs["complete"] = True
+            self._file.flush()
+        except OSError as err:
+            raise UserError(f"{self.path}: marking the file complete failed ({_reason(err)}); free disk space "
+                            f"and run `nopx datagen ... --resume` to finish it") from None
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        finally:
+            self._lock.release()
 
     def __enter__(self) -> DatasetWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        try:
+            self.close()
+        except OSError:
+            if exc_type is None:
+                raise
+            # Already failing (e.g. a full disk): the close's own error adds nothing.
+
+
+def _reason(err: OSError) -> str:
+    """A failed write's cause in words (HDF5's own message is a page long)."""
+    return "no space left on device" if err.errno == errno.ENOSPC else str(err)
+
+
+def _sample_list(indices: np.ndarray) -> str:
+    shown = ", ".join(map(str, sorted(indices.tolist())[:8]))
+    return shown + (", ..." if indices.size > 8 else "")
+
+
+def _layout_bytes(n_samples: int, fields: Mapping[str, tuple[int, ...]], dtype: str) -> int:
+    return n_samples * sum(int(np.prod(shape)) for shape in fields.values()) * np.dtype(dtype).itemsize
+
+
+def _create_layout(staging: pathlib.Path, n_samples: int, fields: Mapping[str, tuple[int, ...]],
+                   n_params: int, dtype: str, attrs: Mapping[str, Any]) -> None:
+    """Write the whole layout of a new dataset, every storage allocated, at ``staging``."""
+    with h5py.File(staging, "w") as file:
+        file.attrs.update({
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "nopx_version": nopx.__version__,
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "fields": list(fields),
+            **attrs,
+            "complete": False,
+        })
+        for name, shape in fields.items():
+            file.create_dataset(name, (n_samples, *shape), dtype=dtype,
+                                chunks=(1, *shape), dcpl=_early_allocated())
+        meta = file.create_group("meta")
+        columns = {
+            "params": ((n_samples, n_params), dtype, np.nan),
+            "done": ((n_samples,), bool, False),
+            "order": ((n_samples,), np.int64, -1),
+            "iterations": ((n_samples,), np.int64, -1),
+            "matvecs": ((n_samples,), np.int64, -1),
+            "residual": ((n_samples,), np.float64, np.nan),
+            "seconds": ((n_samples,), np.float64, np.nan),
+            "retried": ((n_samples,), bool, False),
+            "checksum": ((n_samples, len(fields)), np.uint32, 0),
+        }
+        for name, (shape, column_dtype, fill) in columns.items():
+            meta.create_dataset(name, shape, dtype=column_dtype, fillvalue=fill, dcpl=_early_allocated())

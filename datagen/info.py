@@ -1,4 +1,4 @@
-"""``nopx info FILE``: a human-readable summary of a nopx dataset, complete or not."""
+"""``nopx info FILE``: a human-readable summary of a nopx dataset, complete or not, verified."""
 
 from __future__ import annotations
 
@@ -18,38 +18,49 @@ def _stats(values: np.ndarray, spec: str) -> str:
 
 
 def info(path: str | os.PathLike) -> str:
-    """Fields, shapes, dtypes, provenance, completeness, solver statistics and the recipe of ``path``.
+    """Fields, shapes, dtypes, provenance, completeness, solver statistics, content hashes and recipe.
+
+    Reads every written sample: its checksum and finite values are verified, and each field's
+    SHA-256 (over its samples in index order, as stored) is shown, so two datasets can be
+    compared by their hashes.
 
     Raises:
-      UserError: when ``path`` is not a readable nopx dataset.
+      UserError: when ``path`` is not a readable nopx dataset or a sample is damaged.
     """
     with open_dataset(path, require_complete=False) as data:
         attrs = data.attrs
+        hashes = data.verify()
         done = data.meta("done")
         residual, iterations, matvecs, seconds, retried = (
             data.meta(name)[done] for name in ("residual", "iterations", "matvecs", "seconds", "retried"))
         n_params = data.meta("params").shape[1]
         fields = [f"    {name:<6} {(data.n_samples, *data.field_shape(name))}  {data.dtype(name)}"
                   for name in data.fields]
+        complete = data.complete and bool(done.all())
     shard = f", shard {attrs['shard_index']} of {attrs['shard_count']}" if "shard_count" in attrs else ""
-    status = "complete" if attrs.get("complete") else "INCOMPLETE (resume with `nopx datagen --resume`)"
-    grid = "x".join(map(str, attrs["grid_shape"]))
-    solve = "x".join(map(str, attrs["solve_shape"]))
+    status = "complete" if complete else "INCOMPLETE (resume with `nopx datagen --resume`)"
+    grid = "x".join(map(str, attrs.get("grid_shape", data.spatial_shape)))
+    solve = "x".join(map(str, attrs.get("solve_shape", "?")))
+    scope = "" if complete else f" (of the {int(done.sum())} samples written)"
     lines = [
         f"{path}",
-        f"  pde {attrs['pde']}, seed {attrs['seed']}, first index {attrs['first_index']}{shard}",
+        f"  pde {attrs.get('pde', '?')}, seed {attrs.get('seed', '?')}, first index "
+        f"{attrs.get('first_index', 0)}{shard}",
         f"  {status}: {int(done.sum())}/{done.size} samples done",
-        f"  created {attrs['created']} by nopx {attrs['nopx_version']} (format {attrs['format_version']})",
-        f"  grid {grid} stored (solved on {solve}), spacing {attrs['grid_spacing']}, "
-        f"first point {attrs['grid_origin']}, extent {attrs['grid_extent']}",
+        f"  created {attrs.get('created', '?')} by nopx {attrs.get('nopx_version', '?')} "
+        f"(format {attrs['format_version']})",
+        f"  grid {grid} stored (solved on {solve}), spacing {attrs.get('grid_spacing', '?')}, "
+        f"first point {attrs.get('grid_origin', '?')}, extent {attrs.get('grid_extent', '?')}",
         "  fields:",
         *fields,
         f"    params {(done.size, n_params)}",
+        f"  sha256{scope}:",
+        *(f"    {name:<6} {digest}" for name, digest in hashes.items()),
         f"  residual   {_stats(residual, '.2e')}",
         f"  iterations {_stats(iterations, 'g')}; matvecs {_stats(matvecs, 'g')}; "
         f"retried {int(retried.sum())} (engine missed rtol, redone by a direct solve)",
         f"  seconds    {_stats(seconds, '.4f')}, total {seconds.sum():.1f}",
         "  recipe:",
-        *(f"    {line}" for line in attrs["recipe"].splitlines()),
+        *(f"    {line}" for line in attrs.get("recipe", "(none stored)").splitlines()),
     ]
     return "\n".join(lines)

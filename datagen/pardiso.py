@@ -26,6 +26,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import functools
+import importlib.util
 import time
 from collections.abc import Iterable, Iterator
 from typing import Literal
@@ -132,7 +133,11 @@ class PardisoSolver:
             raise ValueError(f"matrix_type: one of auto, spd, symmetric, general; got {self.matrix_type!r}")
         if self.threads < 1:
             raise ValueError(f"threads: need at least 1, got {self.threads}")
-        _library()
+        try:
+            _library()
+        except (ImportError, OSError) as err:
+            raise ValueError(f"pypardiso is installed but MKL PARDISO does not load ({err}); "
+                             "choose another solver.method") from None
 
     def _mtype(self, matrix) -> int:
         if self.matrix_type == "auto":
@@ -178,5 +183,6 @@ class PardisoSolver:
         return x, error, handle
 
 
-if pardiso_available():
+# Registered where pypardiso is installed, without importing it (loading MKL takes a second).
+if importlib.util.find_spec("pypardiso") is not None:
     register_solver("pardiso", PardisoSolver)

@@ -9,7 +9,7 @@
     out: data/darcy_pwc_64.h5
     grid: {n: 64, subsample: 1}
     darcy: {coefficient: piecewise_constant, alpha: 2.0, tau: 3.0, modes: 32, high: 12.0, low: 3.0, source: 1.0}
-    solver: {method: direct, rtol: 1.0e-8, options: {}, chain: 32, sort: true}
+    solver: {method: direct, rtol: 1.0e-8, options: {}, chain: 32, sort: true, on_miss: error}
     storage: {dtype: float32}
 
 The section named after ``pde`` holds the family's parameters (its ``config_type``).
@@ -71,6 +71,8 @@ class SolverConfig:
     ``method`` is built with ``options`` (an iterating engine gets ``rtol`` from here unless
     its options set it); ``chain`` is the longest sequence of samples one engine call
     solves, ``sort`` orders similar samples into the same chain (:mod:`nopx.datagen.sorting`).
+    ``on_miss``: a sample the engine misses ``rtol`` on (or fails on: a breakdown, NaN) is an
+    error (``error``), or is solved again directly and flagged in ``meta/retried`` (``direct``).
     """
 
     method: str = "direct"
@@ -78,6 +80,7 @@ class SolverConfig:
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
     chain: int = 32
     sort: bool = True
+    on_miss: Literal["error", "direct"] = "error"
 
     def __post_init__(self) -> None:
         if not 0 < self.rtol < 1:

@@ -6,12 +6,13 @@ of consecutive indices; at most ``solver.chain`` long). A chain is the sequence 
 call solves (:func:`~nopx.datagen.chain.solve_chain`), in this process or in a pool of
 ``workers`` processes; this process is the only HDF5 writer, and it writes a chain at
 once. Every sample's true residual is checked against ``solver.rtol``: a sample the engine
-missed is redone by a direct solve and flagged in ``meta/retried``; one that still misses
-stops the run with a :class:`~nopx.errors.UserError`. A killed run loses at most the chains
-in flight; ``resume=True`` plans the same chains (they depend only on the recipe), solves
-every chain that has an unwritten sample from its start, and writes only the missing
-samples, so the result equals an uninterrupted run even for engines that carry state
-along a chain.
+missed (or broke down on) stops the run with a :class:`~nopx.errors.UserError` naming it,
+unless ``solver.on_miss: direct``, which redoes it by a direct solve and flags it in
+``meta/retried``. Nothing non-finite or above ``rtol`` is ever stored. A killed run loses
+at most the chains in flight; ``resume=True`` plans the same chains (they depend only on
+the recipe), solves every chain that has an unwritten sample from its start, and writes
+only the missing samples, so the result equals an uninterrupted run even for engines that
+carry state along a chain. A worker process that dies stops the run with an error.
 
 ``shard=(i, count)`` writes only the ``i``-th of ``count`` contiguous blocks of samples to
 its own file (for cluster schedulers); :func:`merge` joins the parts.
@@ -19,12 +20,13 @@ its own file (for cluster schedulers); :func:`merge` joins the parts.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import multiprocessing
 import os
 import pathlib
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,6 +34,7 @@ import yaml
 
 from nopx.datagen.chain import solve_chain
 from nopx.datagen.dataset import DatasetReader, DatasetWriter, open_dataset
+from nopx.datagen.faults import fault_point
 from nopx.datagen.family import BatchFamily, Family, family_attrs, sample_features, stored_shapes
 from nopx.datagen.recipe import Recipe, differing_keys, recipe_from_mapping
 from nopx.datagen.solvers import Solver
@@ -75,7 +78,8 @@ def _solve_chunk(task: tuple[Recipe, int, list[int], frozenset[int]]) -> _Chunk:
     family, solver = _built(recipe)
     if hasattr(family, "generate_batch"):
         return _batch_chunk(recipe, family, first, [i for i in chain if i in todo])
-    results = [r for r in solve_chain(family, solver, [first + i for i in chain], rtol=recipe.solver.rtol)
+    results = [r for r in solve_chain(family, solver, [first + i for i in chain], rtol=recipe.solver.rtol,
+                                      on_miss=recipe.solver.on_miss)
                if r.index - first in todo]
     dtype = recipe.storage.dtype
     return _Chunk(
@@ -149,7 +153,8 @@ def _check_same_recipe(path: pathlib.Path, attrs: dict[str, Any], recipe: Recipe
                        shard: tuple[int, int] | None) -> None:
     """Refuse to resume ``path`` with a recipe (or shard) other than the one that made it."""
     old = yaml.safe_load(attrs["recipe"])
-    changed = [key for key in differing_keys(old, recipe.to_mapping()) if key != "out"]
+    # out names a file, on_miss a policy: neither changes a stored sample.
+    changed = [key for key in differing_keys(old, recipe.to_mapping()) if key not in ("out", "solver.on_miss")]
     if changed:
         key = changed[0]
         was, now = _lookup(old, key), _lookup(recipe.to_mapping(), key)
@@ -176,8 +181,19 @@ def _results(tasks: list[tuple[Recipe, int, list[int], frozenset[int]]],
     # spawn: never fork a process that may hold JAX/BLAS threads or an open HDF5 file.
     # Workers already share the cores: one BLAS/MKL thread each (threads spin-waiting on a
     # busy core slow dense Krylov kernels several-fold), unless the caller chose otherwise.
-    with _single_threaded_children(), multiprocessing.get_context("spawn").Pool(workers) as pool:
-        yield from pool.imap_unordered(_solve_chunk, tasks)
+    # A pool of futures, not multiprocessing.Pool: a worker that dies (killed, out of memory)
+    # breaks it with an error instead of hanging the run.
+    context = multiprocessing.get_context("spawn")
+    with _single_threaded_children(), concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = [pool.submit(_solve_chunk, task) for task in tasks]
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                yield future.result()
+        except concurrent.futures.process.BrokenProcessPool:
+            raise UserError(f"a solver worker process died (killed by a signal or out of memory; if "
+                            f"memory is short, use fewer --workers than {workers})") from None
+        finally:
+            pool.shutdown(cancel_futures=True)
 
 
 @contextlib.contextmanager
@@ -237,7 +253,8 @@ def generate(
             attrs=_attrs(recipe, family, recipe.first_index + start, shard),
         )
     with writer:
-        if writer.attrs["complete"]:
+        fault_point("start")
+        if writer.complete:
             return path
         done = writer.done()
         total, finished = done.size, int(done.sum())
@@ -248,8 +265,7 @@ def generate(
         tasks = [(recipe, first, chain, todo & frozenset(chain))
                  for chain in plan(recipe, family, first, total) if todo.intersection(chain)]
         with contextlib.closing(_results(tasks, workers)) as results:
-            for chunk in results:
-                _check_residuals(path, recipe, first, chunk)
+            for chunk in _kept_on_failure(results, path):
                 writer.write(chunk.indices, chunk.fields, chunk.params, iterations=chunk.iterations,
                              matvecs=chunk.matvecs, residual=chunk.residual, seconds=chunk.seconds,
                              retried=chunk.retried)
@@ -260,16 +276,13 @@ def generate(
     return path
 
 
-def _check_residuals(path: pathlib.Path, recipe: Recipe, first: int, chunk: _Chunk) -> None:
-    rtol = recipe.solver.rtol
-    for index, residual in zip(chunk.indices, chunk.residual, strict=True):
-        if not residual <= rtol:
-            raise UserError(
-                f"{path}: sample {first + index} reached relative residual {residual:.2e} > "
-                f"solver.rtol {rtol:.1e} with solver '{recipe.solver.method}', and again with a "
-                f"direct solve; choose a more "
-                f"accurate solver (solver.method/options) or relax solver.rtol and write a new "
-                f"file (the {path} samples written so far were made with the old settings)")
+def _kept_on_failure(results: Iterator[_Chunk], path: pathlib.Path) -> Iterator[_Chunk]:
+    """``results``; a failed solve's error also names ``path`` and what is kept."""
+    try:
+        yield from results
+    except UserError as err:
+        raise UserError(f"{path}: {err}. The samples written so far are kept: --resume goes on from "
+                        f"them with the same recipe, in which only solver.on_miss may change") from None
 
 
 def merge(parts: Sequence[str | pathlib.Path], out: str | pathlib.Path) -> pathlib.Path:

@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a config value, e.g. --set optim.lr=3e-4 (repeatable)")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in the run directory from its latest checkpoint")
+    train.add_argument("--extend", type=_positive, metavar="N",
+                       help="train a finished run N more epochs under a new schedule phase "
+                            "(the schedule restarted over the N epochs); implies --resume")
 
     evaluate = commands.add_parser("eval", help="evaluate a trained run on its test split")
     evaluate.add_argument("--run", required=True, help="run directory written by nopx train")
@@ -82,15 +85,28 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("out", help="the merged output file")
     merge.add_argument("parts", nargs="+", help="the complete part files, one per shard")
 
-    info = commands.add_parser("info", help="describe a dataset file")
+    info = commands.add_parser(
+        "info", help="describe and verify a dataset file (exit 0 only if it is complete and undamaged)")
     info.add_argument("file", help="an HDF5 dataset written by nopx datagen")
     return parser
+
+
+def _quiet_checkpoint_writers() -> None:
+    """orbax's writer threads log every failed write (a full disk: hundreds of lines with
+    tracebacks); the failure is re-raised by the next save and reported once, as a user
+    error naming the folder and the fix."""
+    import logging
+
+    for name in ("absl", "asyncio"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def _run_train(args: argparse.Namespace) -> None:
     from nopx import config, training
 
-    training.train_and_evaluate(config.load(args.config, args.overrides), resume=args.resume)
+    _quiet_checkpoint_writers()
+    training.train_and_evaluate(config.load(args.config, args.overrides), resume=args.resume,
+                                extend=args.extend)
 
 
 def _run_eval(args: argparse.Namespace) -> None:
@@ -120,6 +136,7 @@ def _run_info(args: argparse.Namespace) -> None:
     from nopx import datagen
 
     print(datagen.info(args.file))
+    datagen.open_dataset(args.file).close()  # exit 2 (after the summary) unless it is complete
 
 
 HANDLERS = {"train": _run_train, "eval": _run_eval, "datagen": _run_datagen, "info": _run_info}

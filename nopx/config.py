@@ -62,7 +62,9 @@ def read_yaml(path: str | pathlib.Path) -> dict[str, Any]:
         raise UserError(f"{path}: no such config file; check the path (relative paths are "
                         f"taken from the current directory {pathlib.Path.cwd()})")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_StrictLoader)
+    except _DuplicateKey as err:
+        raise UserError(f"{path}: {err}; keep one (YAML would silently drop the first)") from None
     except yaml.YAMLError as err:
         raise UserError(f"{path}: not valid YAML ({err}); fix the syntax at the line shown") from None
     if data is None:
@@ -71,6 +73,25 @@ def read_yaml(path: str | pathlib.Path) -> dict[str, Any]:
         raise UserError(f"{path}: the top level must be a mapping of sections (key: value), "
                         f"found {type(data).__name__}")
     return data
+
+
+class _DuplicateKey(yaml.YAMLError):
+    pass
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a key written twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise _DuplicateKey(f"key {key!r} appears twice (lines {seen[key]} and {line})")
+            if isinstance(key, typing.Hashable):
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 def apply_overrides(mapping: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -264,7 +285,9 @@ class DataConfig:
 
     ``inputs``/``targets`` name HDF5 fields; each becomes one channel. With ``time`` set,
     one trajectory field is both input and target (see :class:`TimeConfig`). The first
-    ``n_train`` samples train, the last ``n_test`` test. ``generate`` names a datagen
+    ``n_train`` samples are the training pool and the last ``n_test`` the test split.
+    ``n_val`` of the pool (default: 10% of ``n_train``), drawn by the run's seed, form the
+    validation split that selects the best checkpoint; the rest train. ``generate`` names a datagen
     recipe used to create ``path`` when it does not exist. ``subsample`` keeps every k-th
     grid point per spatial axis (train at 64² on data stored at 256², as the FNO papers do).
     """
@@ -275,15 +298,26 @@ class DataConfig:
     targets: tuple[str, ...] = ("u",)
     n_train: int = 1000
     n_test: int = 100
+    n_val: int | None = None
     normalize: bool = True
     in_memory: Literal["auto", "always", "never"] = "auto"
     memory_limit_gb: float = 4.0
     time: TimeConfig | None = None
     subsample: int = 1
 
+    @property
+    def validation_size(self) -> int:
+        """``n_val``, or 10% of ``n_train`` (at least one sample) when unset."""
+        if self.n_val is not None:
+            return self.n_val
+        return min(max(1, round(0.1 * self.n_train)), self.n_train - 1)
+
     def __post_init__(self) -> None:
         _require(self.n_train > 0, "n_train", f"must be positive, got {self.n_train}")
         _require(self.n_test > 0, "n_test", f"must be positive, got {self.n_test}")
+        _require(self.n_val is None or 0 <= self.n_val < self.n_train, "n_val",
+                 f"must be in [0, n_train) = [0, {self.n_train}), got {self.n_val}: the "
+                 "validation samples are taken out of the n_train training samples")
         _require(len(self.inputs) > 0, "inputs", "name at least one input field")
         _require(len(self.targets) > 0, "targets", "name at least one target field")
         _require(self.memory_limit_gb > 0, "memory_limit_gb", "must be positive")
@@ -339,33 +373,60 @@ class OptimConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Loop sizes and bookkeeping. ``run_dir`` defaults to ``runs/<name>``."""
+    """Loop sizes and bookkeeping. ``run_dir`` defaults to ``runs/<name>``.
+
+    A non-finite loss or gradient stops the run with a diagnosis (``on_nonfinite: stop``),
+    or (``rollback``) restores the last good checkpoint and continues with the learning
+    rate multiplied by ``rollback_lr_factor``, at most ``max_rollbacks`` times.
+    """
 
     epochs: int = 10
     batch_size: int = 16
     eval_every: int = 1
     log_every: int = 50
     run_dir: str | None = None
+    on_nonfinite: Literal["stop", "rollback"] = "stop"
+    rollback_lr_factor: float = 0.5
+    max_rollbacks: int = 3
 
     def __post_init__(self) -> None:
         _require(self.epochs > 0, "epochs", f"must be positive, got {self.epochs}")
         _require(self.batch_size > 0, "batch_size", f"must be positive, got {self.batch_size}")
         _require(self.eval_every > 0, "eval_every", "must be a positive number of epochs")
         _require(self.log_every > 0, "log_every", "must be a positive number of steps")
+        _require(0 < self.rollback_lr_factor < 1, "rollback_lr_factor",
+                 f"must be in (0, 1), got {self.rollback_lr_factor}")
+        _require(self.max_rollbacks >= 0, "max_rollbacks", "must be >= 0")
 
 
 @dataclasses.dataclass(frozen=True)
 class CheckpointConfig:
-    """Orbax checkpointing: every ``every`` epochs, keep ``max_to_keep``, track the best."""
+    """Orbax checkpointing: every ``every`` epochs and every ``every_steps`` steps (a kill
+    loses at most that many steps), keep ``max_to_keep``, track the best on validation.
+
+    ``best_metric`` is a ``val/`` metric (or ``train/loss``, or null for none): choosing a
+    checkpoint by a ``test/`` metric would make the reported test error optimistic.
+    """
 
     every: int = 1
+    every_steps: int | None = None
     max_to_keep: int = 2
-    best_metric: str = "test/rel_l2"
+    best_metric: str | None = "val/rel_l2"
     best_mode: Literal["min", "max"] = "min"
 
     def __post_init__(self) -> None:
         _require(self.every > 0, "every", "must be a positive number of epochs")
+        _require(self.every_steps is None or self.every_steps > 0, "every_steps",
+                 "must be a positive number of steps")
         _require(self.max_to_keep > 0, "max_to_keep", "must be positive")
+        metric = self.best_metric
+        _require(metric is None or not metric.startswith("test/"), "best_metric",
+                 f"{metric!r} would choose the checkpoint on the test set, so the test error "
+                 "reported for it would be biased; select on the validation split instead "
+                 f"(val/{metric.partition('/')[2] if metric else 'rel_l2'}); the test split is "
+                 "evaluated once, at the end")
+        _require(metric is None or metric.startswith(("val/", "train/")), "best_metric",
+                 f"{metric!r} is not a metric the run logs; use val/rel_l2, val/h1 or train/loss")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -452,7 +513,10 @@ def from_mapping(raw: Mapping[str, Any], *, where: str) -> Config:
         model = dict(model)
         kwargs = {k: v for k, v in model.items() if k not in ("name", "kwargs")}
         kwargs.update(model.get("kwargs") or {})
-        raw["model"] = {"name": model.get("name"), "kwargs": kwargs} if "name" in model else model
+        if "name" not in model:
+            raise UserError(f"{where}: missing required key 'model.name'; name a registered "
+                            "model, e.g. model: {name: fno, n_modes: [12, 12]}")
+        raw["model"] = {"name": model["name"], "kwargs": kwargs}
     return parse_dataclass(Config, raw, where=where)
 
 

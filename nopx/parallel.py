@@ -18,20 +18,21 @@ from nopx.errors import UserError
 DATA_AXIS = "data"
 
 
-def data_mesh(devices: int, batch_size: int) -> jax.sharding.Mesh | None:
-    """A mesh over ``devices`` devices (-1: all), or ``None`` for a single device.
+def data_mesh(devices: int, batch_size: int, *, where: str = "config") -> jax.sharding.Mesh | None:
+    """A mesh over ``devices`` devices (-1: all), or ``None`` for a single device;
+    ``where`` (the config or run) starts the error messages.
 
     >>> data_mesh(1, 16) is None
     True
     """
     count = jax.device_count() if devices == -1 else devices
     if count > jax.device_count():
-        raise UserError(f"mesh.data = {devices} but only {jax.device_count()} devices are "
+        raise UserError(f"{where}: mesh.data = {devices} but only {jax.device_count()} devices are "
                         f"visible ({jax.devices()[0].platform}); lower mesh.data or use -1")
     if count == 1:
         return None
     if batch_size % count:
-        raise UserError(f"train.batch_size {batch_size} is not a multiple of the {count} devices "
+        raise UserError(f"{where}: train.batch_size {batch_size} is not a multiple of the {count} devices "
                         "of mesh.data; make it one")
     return jax.make_mesh((count,), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
 

@@ -30,3 +30,9 @@ def ns_small(tmp_path_factory) -> pathlib.Path:
                       "--set", "navier_stokes.batch=6", "--out", str(out))
     assert result.returncode == 0, result.stderr
     return out
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # Here, not in tests/faults/conftest.py: pytest reads options only from the root conftest.
+    parser.addoption("--faults-full", action="store_true",
+                     help="tests/faults: try every seeded kill point, not only the fast subset")

@@ -1,10 +1,15 @@
 """The HDF5 dataset format: writer, reader, and the refusals."""
 
+import hashlib
+import os
+import socket
+import subprocess
+
 import h5py
 import numpy as np
 import pytest
 
-from nopx.datagen.dataset import FORMAT, FORMAT_VERSION, DatasetWriter, open_dataset
+from nopx.datagen.dataset import FORMAT, FORMAT_VERSION, DatasetWriter, WriteLock, open_dataset
 from nopx.errors import UserError
 
 
@@ -53,7 +58,7 @@ def test_layout_one_sample_per_chunk(tmp_path):
     with h5py.File(path) as file:
         assert file["u"].chunks == (1, 4, 4)
         assert set(file["meta"]) == {"params", "done", "order", "iterations", "matvecs", "residual", "seconds",
-                                     "retried"}
+                                     "retried", "checksum"}
         assert file["meta/params"].shape == (5, 2)
     assert not (tmp_path / "d.h5.creating").exists()
 
@@ -100,9 +105,9 @@ def test_writer_refuses_duplicates_and_unfinished_files(tmp_path):
     path = _write(tmp_path / "d.h5", written=[1], finish=False)
     with DatasetWriter.resume(path) as writer:
         args = dict(iterations=[0], matvecs=[0], residual=[0.0], seconds=[0.0])
-        with pytest.raises(RuntimeError, match="already written"):
+        with pytest.raises(UserError, match=r"d\.h5: samples \[1\] are already written"):
             writer.write([1], {"a": np.zeros((1, 4, 4)), "u": np.zeros((1, 4, 4))}, np.zeros((1, 2)), **args)
-        with pytest.raises(RuntimeError, match="4 samples are not written"):
+        with pytest.raises(UserError, match=r"4 samples are not written \(the first is sample 0\).*--resume"):
             writer.finish(rtol=1e-8)
         assert list(writer.done()) == [False, True, False, False, False]
 
@@ -115,3 +120,71 @@ def test_resumed_writer_continues_the_order(tmp_path):
         writer.finish(rtol=1e-8)
     with open_dataset(path) as data:
         assert list(data.meta("order")) == [1, 3, 4, 2, 0]
+
+
+def test_reads_refuse_a_corrupted_sample_naming_it(tmp_path):
+    path = _write(tmp_path / "d.h5")
+    with h5py.File(path) as file:
+        offset = file["u"].id.get_chunk_info(3).byte_offset
+    with path.open("r+b") as raw:
+        raw.seek(offset + 8)
+        raw.write(b"\x00\x01\x02\x03")
+    with open_dataset(path) as data:
+        np.testing.assert_array_equal(data.read("u", 2), -2.0)  # the others are fine
+        for read in (lambda: data.read("u", 3), lambda: data.read_range("u", 1, 5), data.verify):
+            with pytest.raises(UserError, match=r"d\.h5: sample 3 of field 'u' is corrupted .*regenerate"):
+                read()
+
+
+def test_verify_hashes_each_field_sample_by_sample(tmp_path):
+    with open_dataset(_write(tmp_path / "one.h5")) as one, open_dataset(_write(tmp_path / "two.h5")) as two:
+        hashes = one.verify()
+        assert hashes == two.verify() and set(hashes) == {"a", "u", "params"}
+        expected = hashlib.sha256(b"".join(one.read("a", i).tobytes() for i in range(5))).hexdigest()
+        assert hashes["a"] == expected
+
+
+def test_writer_refuses_non_finite_samples(tmp_path):
+    path = _write(tmp_path / "d.h5", written=[], finish=False)
+    with DatasetWriter.resume(path) as writer:
+        bad = np.zeros((2, 4, 4))
+        bad[1, 2, 2] = np.inf
+        with pytest.raises(UserError, match=r"d\.h5: sample 4 of field 'u' is NaN or Inf .* not stored"):
+            writer.write([3, 4], {"a": np.zeros((2, 4, 4)), "u": bad}, np.zeros((2, 2)), iterations=[0, 0],
+                         matvecs=[0, 0], residual=[0.0, 0.0], seconds=[0.0, 0.0])
+        assert not writer.done().any()
+
+
+def test_a_failed_write_keeps_what_is_done(tmp_path, monkeypatch):
+    path = _write(tmp_path / "d.h5", written=[0], finish=False)
+    monkeypatch.setenv("NOPX_FAULT", "flush:1:enospc")
+    with DatasetWriter.resume(path) as writer:
+        with pytest.raises(UserError, match=r"writing samples 1, 2 failed \(no space left on device\).*--resume"):
+            writer.write([2, 1], {"a": np.ones((2, 4, 4)), "u": np.ones((2, 4, 4))}, np.zeros((2, 2)),
+                         iterations=[0, 0], matvecs=[0, 0], residual=[0.0, 0.0], seconds=[0.0, 0.0])
+        assert list(writer.done()) == [True, False, False, False, False]
+    assert not WriteLock(path).path.exists()
+
+
+def test_a_failed_create_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("NOPX_FAULT", "create:1:enospc")
+    with pytest.raises(UserError, match=r"d\.h5: cannot create the dataset \(no space left on device\); free disk"):
+        _write(tmp_path / "d.h5")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_one_writer_at_a_time_and_stale_locks_are_taken_over(tmp_path):
+    path = _write(tmp_path / "d.h5", written=[0], finish=False)
+    lock = WriteLock(path)
+    with subprocess.Popen(["sleep", "30"]) as alive:
+        lock.path.write_text(f"{alive.pid} {socket.gethostname()}\n")
+        with pytest.raises(UserError, match=rf"another process \(PID {alive.pid} on .*\) is writing .* delete"):
+            DatasetWriter.resume(path)
+        alive.kill()
+    lock.path.write_text(f"{alive.pid} {socket.gethostname()}\n")  # its process is gone: stale
+    with DatasetWriter.resume(path) as writer:
+        assert lock.holder() == (os.getpid(), socket.gethostname()) and writer.done()[0]
+    assert not lock.path.exists()
+    lock.path.write_text("1 some-other-host\n")  # cannot tell whether it lives: refused
+    with pytest.raises(UserError, match="some-other-host"):
+        DatasetWriter.resume(path)

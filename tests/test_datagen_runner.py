@@ -1,16 +1,25 @@
-"""The datagen runner: generate, resume after SIGKILL, workers, shards, merge, info."""
+"""The datagen runner: generate, resume after SIGKILL, workers, shards, merge, info, solver misses.
 
+Determinism: the same recipe and seed give bit-identical datasets (:func:`_arrays`) across
+runs, ``workers`` and ``--shard`` splits merged.
+"""
+
+import dataclasses
+import re
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import h5py
 import numpy as np
 import pytest
 import yaml
 
-from nopx.datagen import generate, info, merge, open_dataset, recipe_from_mapping
+from helpers import run_nopx
+from nopx.datagen import generate, info, merge, open_dataset, recipe_from_mapping, register_solver
+from nopx.datagen.solvers import DirectSolver, SolveStats
 from nopx.errors import UserError
 
 
@@ -24,9 +33,12 @@ def _recipe(tmp_path, **changes):
 
 
 def _arrays(path):
+    """What the same recipe and seed must reproduce bit for bit: every field, the params, the
+    solver statistics and the per-field SHA-256 (not ``created``, ``meta/seconds``, ``meta/order``)."""
     with open_dataset(path) as data:
         out = {name: data.read_range(name, 0, data.n_samples) for name in data.fields}
-        out["params"] = data.meta("params")
+        out.update({name: data.meta(name) for name in ("params", "residual", "iterations", "matvecs", "retried")})
+        out.update({f"sha256 {name}": digest for name, digest in data.verify().items()})
         return out
 
 
@@ -83,7 +95,9 @@ def test_existing_file_needs_resume_and_a_matching_recipe(tmp_path):
 
 
 def test_residual_miss_is_an_error_not_data(tmp_path):
-    with pytest.raises(UserError, match=r"sample 0 reached relative residual .* > solver\.rtol 1\.0e-30"):
+    message = (r"d\.h5: sample \d+: relative residual .* misses solver\.rtol 1\.0e-30; it was not stored\. "
+               r".*--set solver\.on_miss=direct")
+    with pytest.raises(UserError, match=message):
         generate(_recipe(tmp_path, solver__rtol=1e-30))
     with open_dataset(tmp_path / "d.h5", require_complete=False) as data:
         assert not data.meta("done").any()
@@ -200,7 +214,8 @@ def test_sorted_chains_with_a_recycling_engine_resume_exactly(tmp_path):
 
 
 def test_missed_samples_are_retried_directly_and_flagged(tmp_path):
-    recipe = _recipe(tmp_path, samples=6, solver__method="gcrodr", solver__options={"max_matvecs": 5})
+    recipe = _recipe(tmp_path, samples=6, solver__method="gcrodr", solver__options={"max_matvecs": 5},
+                     solver__on_miss="direct")
     with open_dataset(generate(recipe)) as data:
         assert data.meta("retried").all() and (data.meta("residual") <= 1e-8).all()
     assert "retried 6" in info(tmp_path / "d.h5")
@@ -215,3 +230,84 @@ def test_time_dependent_family_stores_trajectories(tmp_path):
         assert data.attrs["times"] == pytest.approx([0.0, 0.003, 0.006])
         u = data.read("u", 1)
         assert np.abs(u[-1]).max() < np.abs(u[0]).max()  # it diffuses
+
+
+@dataclasses.dataclass(frozen=True)
+class _BreaksDown:
+    """Direct solves, but every chain's system ``fail_at`` breaks the engine (as a singular ILU
+    factor does) or, with ``nan``, comes back NaN."""
+
+    fail_at: int = 2
+    nan: bool = False
+
+    def solve(self, systems):
+        for count, (matrix, rhs) in enumerate(systems):
+            if count != self.fail_at:
+                yield from DirectSolver().solve([(matrix, rhs)])
+            elif self.nan:
+                x = np.full_like(rhs, np.nan)
+                yield x, SolveStats.measure(matrix, x, rhs, start=time.perf_counter())
+            else:
+                raise RuntimeError("Factor is exactly singular")
+
+
+register_solver("test_breakdown", _BreaksDown)
+
+
+def _breaking(tmp_path, on_miss="error", **options):
+    return _recipe(tmp_path, solver__method="test_breakdown", solver__options=options, solver__chain=4,
+                   solver__sort=False, solver__on_miss=on_miss)
+
+
+def test_an_engine_breakdown_or_nan_is_an_error_naming_the_sample(tmp_path):
+    message = (r"d\.h5: sample 2: the engine failed \(RuntimeError: Factor is exactly singular\), so it misses "
+               r"solver\.rtol 1\.0e-08; it was not stored\. .*--set solver\.on_miss=direct.* written so far are kept")
+    with pytest.raises(UserError, match=message):
+        generate(_breaking(tmp_path))
+    (tmp_path / "d.h5").unlink()
+    with pytest.raises(UserError, match=r"sample 2: relative residual inf misses solver\.rtol"):
+        generate(_breaking(tmp_path, nan=True))
+
+
+def test_the_cli_reports_a_miss_as_exit_2_with_the_fix(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(_recipe(tmp_path, samples=3, grid__n=8, darcy__modes=4).to_mapping()))
+    result = run_nopx("datagen", "--config", str(recipe), "--set", "solver.rtol=1e-30")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert re.search(r"d\.h5: sample \d: relative residual \S+ misses solver\.rtol 1\.0e-30; it was not stored\. "
+                     r".*--set solver\.on_miss=direct", result.stderr), result.stderr
+
+
+def test_on_miss_direct_redoes_the_failed_samples_and_may_be_chosen_on_resume(tmp_path):
+    reference = _arrays(generate(_recipe(tmp_path, out=str(tmp_path / "reference.h5"))))
+    assert not reference.pop("retried").any()
+    for options in ({}, {"nan": True}):
+        out = tmp_path / f"direct{len(options)}.h5"
+        with pytest.raises(UserError):
+            generate(_breaking(tmp_path, **options), out)
+        generate(_breaking(tmp_path, on_miss="direct", **options), out, resume=True)
+        redone = _arrays(out)
+        assert list(np.flatnonzero(redone.pop("retried"))) == [2, 6, 10]
+        _assert_same(reference, redone)
+
+
+def _hash_lines(path):
+    return re.findall(r"^    (\w+) +([0-9a-f]{64})$", info(path), flags=re.MULTILINE)
+
+
+def test_a_chain_carrying_engine_repeats_bit_for_bit_in_other_processes(tmp_path):
+    """GCRO-DR carries a recycled space along each chain: the chains, not the processes, fix the bits."""
+    recipe = _recipe(tmp_path, samples=18, darcy__coefficient="smooth", solver__method="gcrodr",
+                     solver__options={"m": 20, "k": 6}, solver__chain=5)
+    first = _arrays(generate(recipe, tmp_path / "first.h5"))
+    _assert_same(first, _arrays(generate(recipe, tmp_path / "workers.h5", workers=2)))
+    assert (first["iterations"] > 0).all()
+
+
+def test_info_shows_equal_hashes_for_equal_datasets_only(tmp_path):
+    recipe = _recipe(tmp_path, samples=7)
+    merged = merge([generate(recipe, shard=(i, 3)) for i in range(3)], tmp_path / "merged.h5")
+    hashes = _hash_lines(generate(recipe, tmp_path / "whole.h5"))
+    assert [name for name, _ in hashes] == ["a", "u", "params"] and hashes == _hash_lines(merged)
+    other = _hash_lines(generate(_recipe(tmp_path, samples=7, seed=6), tmp_path / "other.h5"))
+    assert all(x != y for x, y in zip(hashes, other, strict=True))

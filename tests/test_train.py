@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import pathlib
-import signal
-import subprocess
-import time
 
 import jax
 import numpy as np
 import pytest
 import yaml
 
-from helpers import NOPX, run_nopx
+from helpers import run_nopx
 from nopx import training
 
 
@@ -36,58 +33,98 @@ def _latest_params(run_dir: pathlib.Path) -> list[np.ndarray]:
     return [np.asarray(leaf) for leaf in jax.tree.leaves(params)]
 
 
-def test_train_eval_plot(tmp_path, darcy_small):
+def _events(run_dir: pathlib.Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_train_selects_on_validation_and_tests_once(tmp_path, darcy_small):
     config = _experiment(tmp_path, darcy_small, "basic")
     result = run_nopx("train", "--config", str(config))
     assert result.returncode == 0, result.stderr
+    assert "58 train / 6 val / 16 test samples" in result.stderr
     run_dir = tmp_path / "runs" / "basic"
-    events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [e["epoch"] for e in events] == [1, 2, 3]
-    assert events[-1]["step"] == 3 * (64 // 8)
-    assert events[-1]["train/loss"] < events[0]["train/loss"]
-    assert 0 < events[-1]["test/rel_l2"] < 1
+    events = _events(run_dir)
+    epochs, final = events[:-1], events[-1]
+    assert [e["epoch"] for e in epochs] == [1, 2, 3]
+    assert epochs[-1]["step"] == 3 * (58 // 8)
+    assert epochs[-1]["train/loss"] < epochs[0]["train/loss"]
+    assert all("val/rel_l2" in e and "val/h1" in e and not any(k.startswith("test/") for k in e)
+               for e in epochs)
+    best = min(epochs, key=lambda e: e["val/rel_l2"])
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["checkpoint"]["step"] == best["step"] == final["checkpoint_step"]
+    assert summary["checkpoint"]["val/rel_l2"] == best["val/rel_l2"]
+    assert summary["samples"] == {"train": 58, "val": 6, "test": 16}
+    assert final["event"] == "test" and 0 < final["test/rel_l2"] < 1
+    assert summary["test"]["test/rel_l2"] == final["test/rel_l2"]
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["name"] == "basic"
 
     result = run_nopx("eval", "--run", str(run_dir), "--plot")
     assert result.returncode == 0, result.stderr
     assert "test/rel_l2" in result.stdout
     assert (run_dir / "eval_32x32.png").stat().st_size > 10_000
-    best = min(e["test/rel_l2"] for e in events)
     stored = json.loads((run_dir / "eval.json").read_text())
-    assert list(stored.values())[0]["rel_l2"] == pytest.approx(best, rel=1e-4)
+    assert list(stored.values())[0]["rel_l2"] == pytest.approx(final["test/rel_l2"], rel=1e-5)
 
     result = run_nopx("eval", "--run", str(run_dir), "--resolution", "48")
     assert result.returncode == 0, result.stderr
     assert "48x48" in result.stdout
 
 
-def test_killed_run_resumes_to_identical_weights(tmp_path, darcy_small):
-    straight = _experiment(tmp_path, darcy_small, "straight", epochs=4)
-    assert run_nopx("train", "--config", str(straight)).returncode == 0
+def test_validation_split_is_seeded_and_disjoint_from_test():
+    from nopx.config import DataConfig
+    from nopx.training.data import split_indices
 
-    config = _experiment(tmp_path, darcy_small, "killed", epochs=4)
-    latest = tmp_path / "runs" / "killed" / "checkpoints" / "latest"
-    process = subprocess.Popen([NOPX, "train", "--config", str(config)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and process.poll() is None:
-        if latest.exists() and any(p.name.isdigit() for p in latest.iterdir()):
-            break
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    steps_done = [int(p.name) for p in latest.iterdir() if p.name.isdigit()]
-    assert steps_done and max(steps_done) < 4 * 8, "the run finished before it could be killed"
+    cfg = DataConfig(path="d.h5", n_train=50, n_test=10, n_val=8)
+    train, val, test = split_indices(cfg, 70, seed=3)
+    assert len(train) == 42 and len(val) == 8 and test.tolist() == list(range(60, 70))
+    assert sorted(np.concatenate([train, val]).tolist()) == list(range(50))
+    again = split_indices(cfg, 70, seed=3)[1]
+    other = split_indices(cfg, 70, seed=4)[1]
+    assert again.tolist() == val.tolist() and other.tolist() != val.tolist()
 
-    result = run_nopx("train", "--config", str(config), "--resume")
+
+def test_resume_keeps_the_schedule_and_extend_adds_a_phase(tmp_path, darcy_small):
+    config = _experiment(tmp_path, darcy_small, "sched", epochs=2)
+    assert run_nopx("train", "--config", str(config)).returncode == 0
+    run_dir = tmp_path / "runs" / "sched"
+    result = run_nopx("train", "--config", str(config), "--resume", "--set", "train.epochs=4")
+    assert result.returncode == 2 and "--extend N" in result.stderr
+    assert "learning-rate schedule" in result.stderr and "Traceback" not in result.stderr
+
+    result = run_nopx("train", "--config", str(config), "--extend", "1")
     assert result.returncode == 0, result.stderr
-    assert "resumed" in result.stderr
-    for a, b in zip(_latest_params(tmp_path / "runs" / "straight"),
-                    _latest_params(tmp_path / "runs" / "killed")):
-        np.testing.assert_array_equal(a, b)
-    events = [json.loads(line) for line in
-              (tmp_path / "runs" / "killed" / "metrics.jsonl").read_text().splitlines()]
-    assert [e["epoch"] for e in events] == [1, 2, 3, 4]
+    events = _events(run_dir)
+    assert [e["epoch"] for e in events if "event" not in e] == [1, 2, 3]
+    assert json.loads((run_dir / "schedule.json").read_text())["phases"] == [2, 1]
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 3 * (58 // 8)
+
+
+def test_divergence_stops_with_a_diagnosis_and_saves_nothing_bad(tmp_path, darcy_small):
+    config = _experiment(tmp_path, darcy_small, "diverge")
+    result = run_nopx("train", "--config", str(config), "--set", "optim.lr=1e12",
+                      "--set", "optim.schedule=constant")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "training diverged at step" in result.stderr
+    assert "non-finite gradients in blocks." in result.stderr
+    assert "last good checkpoint is step 0" in result.stderr
+    assert "train.on_nonfinite: rollback" in result.stderr
+    for leaf in _latest_params(tmp_path / "runs" / "diverge"):
+        assert np.isfinite(leaf).all()
+
+
+def test_divergence_rolls_back_with_a_lower_learning_rate(tmp_path, darcy_small):
+    config = _experiment(tmp_path, darcy_small, "rollback")
+    result = run_nopx("train", "--config", str(config), "--set", "optim.lr=1e12",
+                      "--set", "optim.schedule=constant", "--set", "train.on_nonfinite=rollback",
+                      "--set", "train.rollback_lr_factor=1e-15")
+    assert result.returncode == 0, result.stderr
+    run_dir = tmp_path / "runs" / "rollback"
+    rollback = [e for e in _events(run_dir) if e.get("event") == "rollback"]
+    assert len(rollback) == 1 and rollback[0]["step"] == 0
+    assert rollback[0]["lr_scale"] == pytest.approx(1e-15)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["rollbacks"] == 1 and np.isfinite(summary["test"]["test/rel_l2"])
 
 
 def test_user_errors_exit_2_without_traceback(tmp_path, darcy_small):
@@ -125,6 +162,9 @@ def test_rerun_without_resume_is_refused(tmp_path, darcy_small):
     assert result.returncode == 2 and "--resume" in result.stderr
     result = run_nopx("train", "--config", str(config), "--resume", "--set", "optim.lr=0.1")
     assert result.returncode == 2 and "differs" in result.stderr
+    result = run_nopx("train", "--config", str(config), "--resume",
+                      "--set", "checkpoint.best_metric=test/rel_l2")
+    assert result.returncode == 2 and "test set" in result.stderr and "val/rel_l2" in result.stderr
 
 
 def test_eight_device_mesh_matches_one_device(tmp_path, darcy_small):
@@ -136,7 +176,7 @@ def test_eight_device_mesh_matches_one_device(tmp_path, darcy_small):
                           env={"JAX_NUM_CPU_DEVICES": "8"})
         assert result.returncode == 0, result.stderr
         assert f"x{devices}" in result.stderr
-        line = (tmp_path / "runs" / f"mesh{devices}" / "metrics.jsonl").read_text().splitlines()[-1]
-        results[devices] = json.loads(line)
-    for key in ("train/loss", "test/rel_l2", "test/h1"):
+        epoch, final = _events(tmp_path / "runs" / f"mesh{devices}")
+        results[devices] = {**epoch, **final}
+    for key in ("train/loss", "val/rel_l2", "val/h1", "test/rel_l2", "test/h1"):
         assert results[8][key] == pytest.approx(results[1][key], rel=1e-4), key

@@ -4,17 +4,42 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax
+import numpy as np
 from flax import nnx
 
 from nopx.errors import UserError
 
 
-def model_kwargs(kwargs: dict[str, Any], in_channels: int, out_channels: int) -> dict[str, Any]:
-    """Constructor arguments with the channel counts defaulted from the data fields."""
+def model_kwargs(kwargs: dict[str, Any], in_channels: int, out_channels: int, *,
+                 where: str = "config") -> dict[str, Any]:
+    """Constructor arguments with the channel counts taken from the data; a config that
+    names other counts is refused (the model could not take the data)."""
+    for key, count in (("in_channels", in_channels), ("out_channels", out_channels)):
+        if key in kwargs and kwargs[key] != count:
+            raise UserError(f"{where}: model.{key} is {kwargs[key]} but the data gives {count} "
+                            f"(one per field, or per time slice of a trajectory window); leave "
+                            f"model.{key} out and nopx sets it from the data")
     return {"in_channels": in_channels, "out_channels": out_channels, **kwargs}
+
+
+def check_model_fits(predict: Callable[..., Any], params: Any, x: np.ndarray, y: np.ndarray, *,
+                     name: str, where: str) -> None:
+    """Trace ``predict(params, x)`` without computing and compare with the target shape, so
+    a model that cannot take the data fails now, with a message, not inside the first step."""
+    try:
+        out = jax.eval_shape(predict, params, jax.ShapeDtypeStruct(x.shape, x.dtype))
+    except (TypeError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"{where}: model '{name}' cannot take the data's input of shape "
+                        f"{x.shape} (batch, *grid, channels): {first}; check the model's "
+                        "arguments against the data") from None
+    if out.shape != y.shape:
+        raise UserError(f"{where}: model '{name}' maps input {x.shape} to {out.shape}, but the "
+                        f"targets are {y.shape}; check the model's arguments against the data")
 
 
 def check_modes(kwargs: dict[str, Any], spatial_shape: Sequence[int], *, where: str) -> None:

@@ -3,17 +3,22 @@
 Layout inside the run directory::
 
     checkpoints/latest/<step>/   the last ``max_to_keep`` saves (resume reads the newest)
-    checkpoints/best/<step>/     the save with the best ``best_metric`` (eval reads it)
+    checkpoints/best/<step>/     the save with the best validation ``best_metric`` (eval reads it)
 
 Each save holds ``state`` (a pytree of arrays: parameters, optimizer state) and ``meta``
-(JSON: epoch, step, the model's registry name and constructor arguments, the fitted
-normalisers), so the run directory alone rebuilds the model. Saves are asynchronous; a
-save cut short by a kill is never listed, so resuming falls back to the previous one.
+(JSON: epoch, step, the position within the epoch, the model's registry name and
+constructor arguments, the fitted normalisers), so the run directory alone rebuilds the
+model and resumes it mid-epoch. Saves are asynchronous; a save cut short by a kill is
+never listed, so resuming falls back to the previous one. The loop saves only states it
+has checked to be finite.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import pathlib
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -26,23 +31,54 @@ from nopx.errors import UserError
 class Checkpoints:
     """The latest/best pair of :class:`orbax.checkpoint.CheckpointManager`."""
 
-    def __init__(self, run_dir: pathlib.Path, cfg: CheckpointConfig) -> None:
-        root = pathlib.Path(run_dir).absolute() / "checkpoints"
+    def __init__(self, run_dir: pathlib.Path, cfg: CheckpointConfig, *,
+                 writer: bool = False) -> None:
+        """``writer``: the training run that owns the folder, which removes the temporary
+        folders left by a save cut short (a kill, a full disk). Readers (``nopx eval``,
+        possibly while training runs) leave them alone."""
+        self.root = pathlib.Path(run_dir).absolute() / "checkpoints"
         self.metric = cfg.best_metric
-        self.latest = ocp.CheckpointManager(
-            root / "latest", options=ocp.CheckpointManagerOptions(max_to_keep=cfg.max_to_keep))
-        self.best = ocp.CheckpointManager(
-            root / "best", options=ocp.CheckpointManagerOptions(
-                max_to_keep=1, best_fn=lambda metrics: metrics[cfg.best_metric],
-                best_mode=cfg.best_mode))
+        self.broken = False  # a save failed: pending writes are abandoned, not awaited
+        self.latest = ocp.CheckpointManager(self.root / "latest", options=ocp.CheckpointManagerOptions(
+            max_to_keep=cfg.max_to_keep, cleanup_tmp_directories=writer))
+        self.best = ocp.CheckpointManager(self.root / "best", options=ocp.CheckpointManagerOptions(
+            max_to_keep=1, best_fn=lambda metrics: metrics[cfg.best_metric],
+            best_mode=cfg.best_mode, cleanup_tmp_directories=writer))
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Turn a full disk (reported by orbax's writer threads) into a :class:`UserError`."""
+        try:
+            yield
+        except Exception as err:
+            if not _disk_full(err):
+                raise
+            self.broken = True
+            done = self.latest.latest_step()
+            raise UserError(
+                f"{self.root}: the disk is full, a checkpoint could not be written; free space "
+                f"(or move train.run_dir) and rerun with --resume: the run continues from its "
+                f"last complete checkpoint (step {done}), nothing before it is lost") from None
 
     def save(self, step: int, state: Any, meta: dict[str, Any],
-             metrics: dict[str, float] | None) -> None:
-        """Save asynchronously; also offer it as "best" when ``metrics`` has the tracked metric."""
+             metrics: dict[str, float] | None = None, *, latest: bool = True) -> None:
+        """Save asynchronously as the latest (if ``latest``) and offer it as "best" when
+        ``metrics`` has the tracked metric."""
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
-        self.latest.save(step, args=args)
-        if metrics and self.metric in metrics:
-            self.best.save(step, args=args, metrics={self.metric: metrics[self.metric]})
+        with self._writing():
+            if latest:
+                self.latest.save(step, args=args)
+            if metrics and self.metric in metrics:
+                self.best.save(step, args=args, metrics={self.metric: metrics[self.metric]})
+
+    def has_best(self) -> bool:
+        return self.best.best_step() is not None
+
+    def wait(self) -> None:
+        """Block until the pending asynchronous saves are on disk."""
+        with self._writing():
+            for manager in (self.latest, self.best):
+                manager.wait_until_finished()
 
     def latest_step(self) -> int | None:
         return self.latest.latest_step()
@@ -67,7 +103,15 @@ class Checkpoints:
         return manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
 
     def close(self) -> None:
-        """Wait for pending saves and release the managers."""
-        for manager in (self.latest, self.best):
-            manager.wait_until_finished()
-            manager.close()
+        """Wait for pending saves and release the managers (after a failed save: release only)."""
+        if not self.broken:
+            self.wait()
+            for manager in (self.latest, self.best):
+                manager.close()
+
+
+def _disk_full(err: BaseException) -> bool:
+    """Whether ``err`` (an ``OSError``, or orbax's ``ValueError`` from tensorstore) is ENOSPC."""
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return True
+    return "No space left on device" in str(err) or f"os_error_code='{errno.ENOSPC}'" in str(err)

@@ -1,4 +1,4 @@
-"""Training data: train/test splits of an HDF5 dataset, per-field normalisation, batches.
+"""Training data: train/validation/test splits of an HDF5 dataset, normalisation, batches.
 
 A split is held in memory when it fits (``data.memory_limit_gb``) and read one sample at
 a time otherwise (h5py fancy indexing is ~40x slower than per-sample reads). Fields are
@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -57,29 +58,41 @@ class Split:
     Fields are stacked as channels; with a :class:`~nopx.config.TimeConfig` the slices of
     one trajectory field ``(T, *spatial)`` become the channels instead: ``x`` holds
     ``time.input`` slices, ``y`` the ``output`` slices after them. Either holds ``x``/``y``
-    in memory or reads each sample from ``path`` on demand.
+    in memory or reads each sample from ``path`` on demand. A sample holding NaN or Inf
+    is refused with its index when it is read.
     """
 
     def __init__(self, path: pathlib.Path, inputs: Sequence[str], targets: Sequence[str],
-                 indices: range, in_memory: bool, time: TimeConfig | None = None,
+                 indices: Sequence[int], in_memory: bool, time: TimeConfig | None = None,
                  output_steps: int | None = None, subsample: int = 1) -> None:
         self.path = path
         self.inputs = tuple(inputs)
         self.targets = tuple(targets)
-        self.indices = indices
+        self.indices = np.asarray(indices, dtype=np.int64)
         self.time = time
         self.output_steps = output_steps
         self.subsample = subsample
         self.x: np.ndarray | None = None
         self.y: np.ndarray | None = None
-        if in_memory:
-            with _open(path) as reader:
-                arrays = {f: reader.read_range(f, indices.start, indices.stop)
-                          for f in set(self.inputs + self.targets)}
-            self.x, self.y = self._to_xy(arrays)
+        if in_memory and len(self.indices):
+            first, stop = int(self.indices.min()), int(self.indices.max()) + 1
+            with _open(path) as reader:  # one contiguous read, then the split's samples
+                arrays = {f: reader.read_range(f, first, stop)[self.indices - first]
+                          for f in self.fields}
+            self.x, self.y = self._to_xy(arrays, self.indices)
 
-    def _to_xy(self, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """``{field: (n, ...)}`` → ``x (n, *spatial, C_in)``, ``y (n, *spatial, C_out)``."""
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The dataset fields this split reads, each once."""
+        return tuple(dict.fromkeys(self.inputs + self.targets))
+
+    def _to_xy(self, arrays: dict[str, np.ndarray],
+               samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``{field: (n, ...)}`` → ``x (n, *spatial, C_in)``, ``y (n, *spatial, C_out)``.
+
+        ``samples`` are the dataset indices of the ``n`` rows, named if one is not finite.
+        """
+        _check_finite(self.path, arrays, samples)
         if self.subsample > 1:
             arrays = {name: _stride(field, self.subsample, 1 if self.time is None else 2)
                       for name, field in arrays.items()}
@@ -107,9 +120,9 @@ class Split:
             return
         with _open(self.path) as reader:
             for start in range(0, stop, batch_size):
-                samples = [self.indices[int(i)] for i in order[start:start + batch_size]]
-                yield self._to_xy({f: np.stack([reader.read(f, i) for i in samples])
-                                   for f in set(self.inputs + self.targets)})
+                samples = self.indices[order[start:start + batch_size]]
+                yield self._to_xy({f: np.stack([reader.read(f, int(i)) for i in samples])
+                                   for f in self.fields}, samples)
 
     def fit_normalizers(self) -> tuple[Normalizer, Normalizer]:
         """Mean and std of inputs and targets over this split (float64 sums).
@@ -143,6 +156,17 @@ def _open(path: pathlib.Path):
     return open_dataset(path)
 
 
+def _check_finite(path: pathlib.Path, arrays: dict[str, np.ndarray], samples: np.ndarray) -> None:
+    """Refuse NaN/Inf data, naming the first offending sample: it would poison training."""
+    for name, field in arrays.items():
+        finite = np.isfinite(field.reshape(len(field), -1)).all(axis=1)
+        if not finite.all():
+            bad = int(samples[np.argmin(finite)])
+            raise UserError(f"{path}: sample {bad} of field {name!r} holds NaN or Inf values; "
+                            "regenerate the dataset (nopx datagen) or keep that sample out of "
+                            "data.n_train / data.n_test")
+
+
 def _stride(field: np.ndarray, step: int, first_spatial: int) -> np.ndarray:
     """Every ``step``-th point along the spatial axes (from axis ``first_spatial`` on)."""
     index = (slice(None),) * first_spatial + (slice(None, None, step),) * (field.ndim - first_spatial)
@@ -153,10 +177,35 @@ def _stack(fields: list[np.ndarray]) -> np.ndarray:
     return np.stack(fields, axis=-1).astype(np.float32, copy=False)
 
 
-def load_splits(cfg: DataConfig, path: pathlib.Path | None = None) -> tuple[Split, Split]:
-    """Open ``cfg.path`` (or ``path``), check fields and sizes, return (train, test) splits.
+class Splits(NamedTuple):
+    """The three disjoint splits of a run."""
 
-    Train is the first ``n_train`` samples and test the last ``n_test``; they must not overlap.
+    train: Split
+    val: Split
+    test: Split
+
+
+def split_indices(cfg: DataConfig, total: int, seed: int) -> tuple[np.ndarray, ...]:
+    """``(train, val, test)`` dataset indices.
+
+    The training pool is the first ``n_train`` samples; ``n_val`` of them, drawn by
+    ``seed``, validate. Test is the last ``n_test`` samples, never drawn from.
+
+    >>> from nopx.config import DataConfig
+    >>> train, val, test = split_indices(DataConfig(path="d.h5", n_train=10, n_test=2), 20, 0)
+    >>> len(train), len(val), test.tolist()
+    (9, 1, [18, 19])
+    """
+    pool = np.arange(cfg.n_train)
+    val = np.sort(np.random.default_rng([seed, 0x5EED]).choice(
+        pool, cfg.validation_size, replace=False))
+    return np.setdiff1d(pool, val), val, np.arange(total - cfg.n_test, total)
+
+
+def load_splits(cfg: DataConfig, path: pathlib.Path | None = None, *, seed: int = 0) -> Splits:
+    """Open ``cfg.path`` (or ``path``), check fields and sizes, return the three splits.
+
+    See :func:`split_indices`: the training pool and the test samples must not overlap.
     """
     path = pathlib.Path(path or cfg.path)
     with _open(path) as reader:
@@ -166,23 +215,27 @@ def load_splits(cfg: DataConfig, path: pathlib.Path | None = None) -> tuple[Spli
                             f"fix data.inputs / data.targets in the config")
         total = reader.n_samples
         shapes = {f: reader.field_shape(f) for f in set(cfg.inputs + cfg.targets)}
-    output_steps = None if cfg.time is None else _output_steps(cfg, shapes[cfg.inputs[0]], path)
+        grid = reader.attrs.get("grid_shape")
+    output_steps = None if cfg.time is None else _output_steps(
+        cfg, shapes[cfg.inputs[0]], None if grid is None else tuple(int(n) for n in grid), path)
     if cfg.n_train + cfg.n_test > total:
         raise UserError(f"{path}: holds {total} samples but data.n_train + data.n_test = "
                         f"{cfg.n_train + cfg.n_test}; lower them or generate more samples")
     sample_bytes = 4 * sum(int(np.prod(shape)) for shape in shapes.values())
     fits = (cfg.n_train + cfg.n_test) * sample_bytes <= cfg.memory_limit_gb * 2**30
     in_memory = cfg.in_memory == "always" or (cfg.in_memory == "auto" and fits)
-    return tuple(Split(path, cfg.inputs, cfg.targets, indices, in_memory, cfg.time, output_steps,
-                       cfg.subsample)
-                 for indices in (range(0, cfg.n_train), range(total - cfg.n_test, total)))
+    return Splits(*(Split(path, cfg.inputs, cfg.targets, indices, in_memory, cfg.time,
+                          output_steps, cfg.subsample)
+                    for indices in split_indices(cfg, total, seed)))
 
 
-def _output_steps(cfg: DataConfig, shape: tuple[int, ...], path: pathlib.Path) -> int:
-    """The number of target slices of a trajectory window, checked against the field."""
+def _output_steps(cfg: DataConfig, shape: tuple[int, ...], grid: tuple[int, ...] | None,
+                  path: pathlib.Path) -> int:
+    """The number of target slices of a trajectory window, checked against the field
+    (``grid``: the dataset's spatial grid, when it records one)."""
     time = cfg.time
     field = cfg.inputs[0]
-    if len(shape) < 2:
+    if len(shape) < 2 or shape == grid:
         raise UserError(f"{path}: field {field!r} has shape {shape} per sample, not a trajectory "
                         "(T, *spatial); remove data.time or name a trajectory field")
     available = shape[0] - time.start - time.input

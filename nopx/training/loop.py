@@ -1,13 +1,23 @@
 """``nopx train``: data, model, optimizer, the epoch loop, metrics and checkpoints.
 
-Resuming is exact: the data order of epoch ``e`` comes from ``(seed, e)`` alone and
-checkpoints are taken at epoch ends with parameters and optimizer state, so a run killed
-and resumed ends with the same weights as one that ran straight through.
+The splits are honest: the best checkpoint is chosen on a validation split drawn from the
+training pool, and the test split is evaluated once, at the end, on that checkpoint
+(``summary.json`` and the last line of ``metrics.jsonl``).
+
+Resuming is exact at step granularity: the data order of epoch ``e`` comes from
+``(seed, e)`` alone, and a checkpoint (every epoch, and every ``checkpoint.every_steps``
+steps) holds parameters, optimizer state, the position within the epoch and the losses of
+the epoch so far. A run killed and resumed ends with the same weights and metrics as one
+that ran straight through. The learning-rate schedule is part of the run
+(``schedule.json``): a resume that would change it is refused; ``extend`` appends a new,
+documented phase instead (:mod:`nopx.training.optim`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import pathlib
 import time
 from typing import Any
@@ -19,17 +29,21 @@ from flax import nnx
 
 from nopx import __version__
 from nopx.config import Config, dump, from_mapping, read_yaml
+from nopx.datagen.faults import fault_point
 from nopx.errors import UserError
 from nopx.parallel import data_mesh, replicate, shard_batch
 from nopx.progress import Progress
 from nopx.training import tasks
-from nopx.training.build import build_model, check_modes, model_kwargs
+from nopx.training.build import build_model, check_model_fits, check_modes, model_kwargs
 from nopx.training.checkpoint import Checkpoints
-from nopx.training.data import Normalizer, Split, load_splits
+from nopx.training.data import Normalizer, Split, Splits, load_splits
 from nopx.training.dataset import ensure_dataset
+from nopx.training.divergence import Diverged, DivergenceWatch
 from nopx.training.optim import make_optimizer
-from nopx.training.refine_stage import spectral_refine
+from nopx.training.refine_stage import check_refine_stage, spectral_refine
 from nopx.training.steps import Steps, evaluate, loss_function
+
+FINAL_EVENTS = ("test", "stage")  # written after training; recomputed by a resume
 
 
 class MetricsLog:
@@ -38,142 +52,343 @@ class MetricsLog:
     def __init__(self, path: pathlib.Path) -> None:
         self.path = path
 
-    def truncate_after(self, epoch: int) -> None:
-        """Drop events past ``epoch`` (written after the checkpoint a resume starts from)."""
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+    def truncate_after(self, step: int) -> None:
+        """Drop events past ``step`` (written after the checkpoint a resume starts from) and
+        the end-of-run events (the resumed run writes them again)."""
         if not self.path.exists():
             return
-        keep = [line for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line)["epoch"] <= epoch]
-        self.path.write_text("".join(line + "\n" for line in keep))
+        keep = [e for e in self.read() if e["step"] <= step and e.get("event") not in FINAL_EVENTS]
+        _write_atomic(self.path, "".join(json.dumps(e) + "\n" for e in keep))
 
     def write(self, event: dict[str, Any]) -> None:
         with self.path.open("a") as handle:
             handle.write(json.dumps(event) + "\n")
 
 
+@dataclasses.dataclass
+class Position:
+    """Where a run stands: saved in every checkpoint so a resume continues mid-epoch."""
+
+    step: int = 0
+    lr_scale: float = 1.0
+    rollbacks: int = 0
+    epoch_losses: list = dataclasses.field(default_factory=list)  # this epoch's, so far
+
+    def to_json(self) -> dict[str, Any]:
+        return {"step": self.step, "lr_scale": self.lr_scale, "rollbacks": self.rollbacks,
+                "epoch_losses": [float(v) for v in self.epoch_losses]}
+
+    @classmethod
+    def from_json(cls, meta: dict[str, Any]) -> "Position":
+        return cls(meta["step"], meta.get("lr_scale", 1.0), meta.get("rollbacks", 0),
+                   [np.float32(v) for v in meta.get("epoch_losses", [])])
+
+
+def _write_atomic(path: pathlib.Path, text: str) -> None:
+    """Write via a temporary file and rename: a kill leaves the old or the new file whole."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def _check_resumable(cfg: Config, run_dir: pathlib.Path) -> None:
-    """A resumed run must have the config it started with (more epochs are allowed)."""
+    """A resumed run must have exactly the config it started with."""
     saved_path = run_dir / "config.yaml"
     if not saved_path.exists():
         return
     saved = from_mapping(read_yaml(saved_path), where=str(saved_path))
-    if dump(_with_epochs(saved, cfg.train.epochs)) != dump(cfg):
-        raise UserError(f"{saved_path}: --resume with a config that differs from the run's; "
-                        "resume with the same config (only train.epochs may grow) or start a new "
-                        "run with --set train.run_dir=...")
+    if dump(saved) == dump(cfg):
+        return
+    if saved.train.epochs != cfg.train.epochs and dump(_with_epochs(saved, cfg.train.epochs)) == dump(cfg):
+        raise UserError(f"{saved_path}: the run was started with train.epochs {saved.train.epochs}; "
+                        f"resuming with {cfg.train.epochs} would change its learning-rate schedule. "
+                        f"Resume with train.epochs {saved.train.epochs}, or train more epochs under a "
+                        f"new schedule with --extend N (see README)")
+    raise UserError(f"{saved_path}: --resume with a config that differs from the run's; "
+                    "resume with the same config, or start a new run with "
+                    "--set train.run_dir=...")
 
 
 def _with_epochs(cfg: Config, epochs: int) -> Config:
-    import dataclasses
-
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epochs))
 
 
-def train_and_evaluate(cfg: Config, *, resume: bool = False) -> dict[str, float]:
-    """Train ``cfg`` end to end and return the final metrics.
+def _schedule(cfg: Config, run_dir: pathlib.Path, steps_per_epoch: int,
+              latest_step: int | None, extend: int | None) -> dict[str, Any]:
+    """The run's schedule record (``steps_per_epoch``, epochs per ``phases``): a new run's,
+    or the one in ``schedule.json``, with the ``extend`` phase appended."""
+    path = run_dir / "schedule.json"
+    if latest_step is None or not path.exists():
+        record = {"steps_per_epoch": steps_per_epoch, "phases": [cfg.train.epochs]}
+    else:
+        record = json.loads(path.read_text())
+        if record["steps_per_epoch"] != steps_per_epoch:
+            raise UserError(f"{path}: the run took {record['steps_per_epoch']} steps per epoch, "
+                            f"the data now gives {steps_per_epoch}; resume with the run's data")
+    if extend is not None:
+        planned = steps_per_epoch * sum(record["phases"])
+        if (latest_step or 0) < planned:
+            raise UserError(f"{run_dir}: the run has not finished its schedule (step "
+                            f"{latest_step or 0} of {planned}); finish it with --resume first, "
+                            f"then --extend")
+        record["phases"].append(extend)
+    return record
+
+
+def train_and_evaluate(cfg: Config, *, resume: bool = False,
+                       extend: int | None = None) -> dict[str, Any]:
+    """Train ``cfg`` end to end and return the final metrics (test metrics of the best
+    checkpoint included).
 
     Creates the dataset from ``data.generate`` if ``data.path`` is missing, writes
-    ``config.yaml``, ``metrics.jsonl`` and checkpoints into ``cfg.run_dir``.
+    ``config.yaml``, ``schedule.json``, ``metrics.jsonl``, ``summary.json`` and checkpoints
+    into ``cfg.run_dir``. ``resume`` continues a killed run; ``extend`` (implies resume)
+    trains ``extend`` more epochs of a finished run under a restarted schedule.
     """
-    run_dir = cfg.run_dir
-    where = f"run {cfg.name}"
-    checkpoints_exist = (run_dir / "checkpoints" / "latest").exists() and any(
-        (run_dir / "checkpoints" / "latest").iterdir())
-    if checkpoints_exist and not resume:
-        raise UserError(f"{run_dir}: holds checkpoints of an earlier run; pass --resume to "
-                        f"continue it, or --set train.run_dir=<new dir> to start another")
-    if resume:
-        _check_resumable(cfg, run_dir)
-    progress = Progress(label=f"train {cfg.name}")
-    ensure_dataset(cfg.data, log=progress.log)
-    train, test = load_splits(cfg.data)
-    if len(train) < cfg.train.batch_size:
-        raise UserError(f"{where}: train.batch_size {cfg.train.batch_size} exceeds data.n_train "
-                        f"{len(train)}; lower the batch size")
-    x_norm, y_norm = train.fit_normalizers() if cfg.data.normalize else (
-        Normalizer.identity(len(cfg.data.inputs)), Normalizer.identity(len(cfg.data.targets)))
-
-    spatial = _spatial_shape(train)
-    kwargs = model_kwargs(cfg.model.kwargs, *tasks.channels(cfg.data, train.output_steps))
-    check_modes(kwargs, tasks.model_grid(cfg.data, spatial, train.output_steps), where=where)
-    model = build_model(cfg.model.name, kwargs, seed=cfg.seed, where=where)
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-
-    steps_per_epoch = len(train) // cfg.train.batch_size
-    total_steps = steps_per_epoch * cfg.train.epochs
-    tx = make_optimizer(cfg.optim, steps_per_epoch, total_steps)
-    opt_state = tx.init(params)
-    steps = Steps(graphdef, rest, tx, loss_function(cfg.loss), x_norm, y_norm,
-                  tasks.make_apply(cfg.data, train.output_steps))
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(dump(cfg))
-    metrics_log = MetricsLog(run_dir / "metrics.jsonl")
-    checkpoints = Checkpoints(run_dir, cfg.checkpoint)
-    meta = {"model": {"name": cfg.model.name, "kwargs": kwargs},
-            "output_steps": train.output_steps,
-            "normalizers": {"x": x_norm.to_json(), "y": y_norm.to_json()},
-            "nopx_version": __version__}
-    start_epoch, step = 0, 0
-    if resume and checkpoints.latest_step() is not None:
-        state, saved = checkpoints.restore({"params": params, "opt_state": opt_state})
-        params, opt_state = state["params"], state["opt_state"]
-        start_epoch, step = saved["epoch"], saved["step"]
-        metrics_log.truncate_after(start_epoch)
-        progress.log(f"resumed {run_dir} at epoch {start_epoch}, step {step}")
-    elif not resume:
-        metrics_log.path.unlink(missing_ok=True)
-
-    mesh = data_mesh(cfg.mesh.data, cfg.train.batch_size)
-    params, opt_state = replicate(mesh, (params, opt_state))
-    progress.log(f"{cfg.model.name}: {_count(params):,} parameters; {len(train)} train / "
-                 f"{len(test)} test samples of grid {spatial}; {cfg.train.epochs} epochs of "
-                 f"{steps_per_epoch} steps; {jax.devices()[0].platform} x{1 if mesh is None else mesh.size}")
-    metrics: dict[str, float] = {}
-    try:
-        for epoch in range(start_epoch, cfg.train.epochs):
-            started = time.perf_counter()
-            order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train))
-            epoch_losses = []
-            for x, y in train.batches(cfg.train.batch_size, order, drop_last=True):
-                params, opt_state, loss = steps.train_step(params, opt_state, shard_batch(mesh, x),
-                                                           shard_batch(mesh, y))
-                epoch_losses.append(loss)
-                step += 1
-                _report_step(progress, cfg, step, total_steps, epoch, loss)
-            metrics = {"train/loss": float(jnp.mean(jnp.stack(epoch_losses))),
-                       "train/seconds": time.perf_counter() - started}
-            last = epoch + 1 == cfg.train.epochs
-            if (epoch + 1) % cfg.train.eval_every == 0 or last:
-                test_metrics = evaluate(steps, params, test, cfg.train.batch_size, mesh)
-                per_step = test_metrics.pop("rel_l2_per_channel")
-                metrics.update({f"test/{k}": v for k, v in test_metrics.items()})
-            metrics_log.write({"step": step, "epoch": epoch + 1, **metrics})
-            progress.log(f"epoch {epoch + 1}/{cfg.train.epochs} step {step} "
-                         + " ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
-            if (epoch + 1) % cfg.checkpoint.every == 0 or last:
-                checkpoints.save(step, {"params": params, "opt_state": opt_state},
-                                 {**meta, "epoch": epoch + 1, "step": step}, metrics)
-    finally:
-        checkpoints.close()
-        progress.close()
-    if cfg.data.time is not None and metrics:
-        progress.log("test rel L2 per predicted step: "
-                     + " ".join(f"{value:.3g}" for value in per_step))
-    for stage in cfg.stages:
-        refined = spectral_refine(cfg, stage, nnx.merge(graphdef, params, rest), test)
-        metrics_log.write({"step": step, "epoch": cfg.train.epochs, "stage": stage.name, **refined})
-        progress.log(f"stage {stage.name}: " + " ".join(f"{k} {v:.4g}" for k, v in refined.items()))
-        metrics.update(refined)
-    return metrics
+    return _Run(cfg, resume=resume or extend is not None, extend=extend).fit()
 
 
-def _report_step(progress: Progress, cfg: Config, step: int, total: int, epoch: int,
-                 loss: jax.Array) -> None:
-    if progress.interactive:
-        progress.update_count(step, total, f"epoch {epoch + 1}")
-    elif step % cfg.train.log_every == 0:
-        progress.log(f"step {step}/{total} epoch {epoch + 1} train/loss {float(loss):.4g}")
+class _Run:
+    """One training run: set up from the config, then :meth:`fit`."""
+
+    def __init__(self, cfg: Config, *, resume: bool, extend: int | None) -> None:
+        self.cfg = cfg
+        run_dir = cfg.run_dir
+        where = f"run {cfg.name}"
+        latest_dir = run_dir / "checkpoints" / "latest"
+        has_checkpoints = latest_dir.exists() and any(latest_dir.iterdir())
+        if has_checkpoints and not resume:
+            raise UserError(f"{run_dir}: holds checkpoints of an earlier run; pass --resume to "
+                            f"continue it, or --set train.run_dir=<new dir> to start another")
+        if resume:
+            _check_resumable(cfg, run_dir)
+        self.progress = Progress(label=f"train {cfg.name}")
+        ensure_dataset(cfg.data, log=self.progress.log)
+        self.splits: Splits = load_splits(cfg.data, seed=cfg.seed)
+        self._check_splits(where)
+        train = self.splits.train
+        x_norm, y_norm = train.fit_normalizers() if cfg.data.normalize else (
+            Normalizer.identity(len(cfg.data.inputs)), Normalizer.identity(len(cfg.data.targets)))
+        self.spatial = _spatial_shape(train)
+        kwargs = model_kwargs(cfg.model.kwargs, *tasks.channels(cfg.data, train.output_steps),
+                              where=where)
+        check_modes(kwargs, tasks.model_grid(cfg.data, self.spatial, train.output_steps),
+                    where=where)
+        model = build_model(cfg.model.name, kwargs, seed=cfg.seed, where=where)
+        for stage in cfg.stages:
+            check_refine_stage(cfg, stage, model)
+        self.graphdef, params, self.rest = nnx.split(model, nnx.Param, ...)
+
+        # Everything is checked before the run directory is touched.
+        self.checkpoints = Checkpoints(run_dir, cfg.checkpoint, writer=True) if has_checkpoints else None
+        latest_step = self.checkpoints.latest_step() if has_checkpoints else None
+        self.steps_per_epoch = len(train) // cfg.train.batch_size
+        schedule = _schedule(cfg, run_dir, self.steps_per_epoch, latest_step, extend)
+        self.phases = schedule["phases"]
+        self.epochs = sum(self.phases)
+        self.total_steps = self.steps_per_epoch * self.epochs
+        tx = make_optimizer(cfg.optim, self.steps_per_epoch, self.phases)
+        self.steps = Steps(self.graphdef, self.rest, tx, loss_function(cfg.loss), x_norm, y_norm,
+                           tasks.make_apply(cfg.data, train.output_steps))
+        check_model_fits(self.steps.predict, params, *next(train.batches(1)),
+                         name=cfg.model.name, where=where)
+        self.mesh = data_mesh(cfg.mesh.data, cfg.train.batch_size, where=where)
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(dump(cfg))
+        _write_atomic(run_dir / "schedule.json", json.dumps(schedule) + "\n")
+        fault_point("train_start")
+        self.checkpoints = self.checkpoints or Checkpoints(run_dir, cfg.checkpoint, writer=True)
+        self.metrics_log = MetricsLog(run_dir / "metrics.jsonl")
+        self.meta = {"model": {"name": cfg.model.name, "kwargs": kwargs},
+                     "output_steps": train.output_steps,
+                     "normalizers": {"x": x_norm.to_json(), "y": y_norm.to_json()},
+                     "nopx_version": __version__}
+        self.pos = Position()
+        self.params, self.opt_state = params, tx.init(params)
+        self.watch = DivergenceWatch.for_params(params)
+        if latest_step is not None:
+            self._restore()
+            self.progress.log(f"resumed {run_dir} at epoch {self.pos.step // self.steps_per_epoch}"
+                              f", step {self.pos.step}")
+        else:
+            self.metrics_log.path.unlink(missing_ok=True)
+            (run_dir / "summary.json").unlink(missing_ok=True)
+            self.params, self.opt_state = replicate(self.mesh, (self.params, self.opt_state))
+            self._save(metrics=None)  # step 0: the first good state a rollback can return to
+
+    def _check_splits(self, where: str) -> None:
+        cfg, (train, val, _) = self.cfg, self.splits
+        if len(train) < cfg.train.batch_size:
+            raise UserError(f"{where}: train.batch_size {cfg.train.batch_size} exceeds the "
+                            f"{len(train)} training samples (data.n_train minus the "
+                            f"{len(val)} validation samples); lower the batch size")
+        if not len(val) and (cfg.checkpoint.best_metric or "").startswith("val/"):
+            raise UserError(f"{where}: data.n_val is 0, so there is no validation split for "
+                            f"checkpoint.best_metric {cfg.checkpoint.best_metric}; set data.n_val "
+                            "> 0, or checkpoint.best_metric: null (eval then uses the last checkpoint)")
+
+    def _restore(self) -> None:
+        """Load the latest checkpoint into the run (parameters, optimizer state, position)."""
+        self.checkpoints.wait()
+        state, saved = self.checkpoints.restore({"params": self.params, "opt_state": self.opt_state})
+        self.params, self.opt_state = replicate(self.mesh, (state["params"], state["opt_state"]))
+        self.pos = Position.from_json(saved)
+        self.metrics_log.truncate_after(self.pos.step)
+
+    def _save(self, metrics: dict[str, float] | None, *, latest: bool = True) -> None:
+        """Checkpoint the current state, after checking that every step since the last
+        check was finite (a non-finite state is never saved)."""
+        self.watch.check()
+        meta = {**self.meta, **self.pos.to_json(), "epoch": self.pos.step // self.steps_per_epoch}
+        self.checkpoints.save(self.pos.step, {"params": self.params, "opt_state": self.opt_state},
+                              meta, metrics, latest=latest)
+        fault_point("train_save")  # the save is in flight (asynchronous)
+
+    def fit(self) -> dict[str, Any]:
+        cfg = self.cfg
+        self.progress.log(
+            f"{cfg.model.name}: {_count(self.params):,} parameters; {len(self.splits.train)} train "
+            f"/ {len(self.splits.val)} val / {len(self.splits.test)} test samples of grid "
+            f"{self.spatial}; {self.epochs} epochs of {self.steps_per_epoch} steps; "
+            f"{jax.devices()[0].platform} x{1 if self.mesh is None else self.mesh.size}")
+        metrics: dict[str, Any] = {}
+        try:
+            while self.pos.step < self.total_steps:
+                try:
+                    metrics = self._epoch(self.pos.step // self.steps_per_epoch)
+                except Diverged as bad:
+                    self._recover(bad)
+            metrics.update(self._final_test())
+        finally:
+            self.checkpoints.close()
+            self.progress.close()
+        return metrics
+
+    def _epoch(self, epoch: int) -> dict[str, float]:
+        """Train (the rest of) epoch ``epoch``; validate, log and checkpoint at its end."""
+        cfg, pos, spe = self.cfg, self.pos, self.steps_per_epoch
+        started = time.perf_counter()
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(self.splits.train))
+        skip = (pos.step - epoch * spe) * cfg.train.batch_size
+        lr_scale = np.float32(pos.lr_scale)
+        for x, y in self.splits.train.batches(cfg.train.batch_size, order[skip:], drop_last=True):
+            self.params, self.opt_state, loss, finite = self.steps.train_step(
+                self.params, self.opt_state, shard_batch(self.mesh, x), shard_batch(self.mesh, y),
+                lr_scale)
+            pos.step += 1
+            fault_point("train_step")  # the step is dispatched, not yet finished
+            pos.epoch_losses.append(loss)
+            self.watch.record(pos.step, finite)
+            self._report_step(epoch, loss)
+            every = cfg.checkpoint.every_steps
+            if every and pos.step % every == 0 and pos.step % spe:
+                self._save(metrics=None)
+        self.watch.check()
+        metrics = {"train/loss": float(jnp.mean(jnp.stack(pos.epoch_losses))),
+                   "train/seconds": time.perf_counter() - started}
+        pos.epoch_losses = []
+        last = epoch + 1 == self.epochs
+        if len(self.splits.val) and ((epoch + 1) % cfg.train.eval_every == 0 or last):
+            val = evaluate(self.steps, self.params, self.splits.val, cfg.train.batch_size, self.mesh)
+            val.pop("rel_l2_per_channel")
+            if not all(np.isfinite(v) for v in val.values()):
+                raise Diverged(pos.step, True, [], detail="validation metrics are not finite")
+            metrics.update({f"val/{k}": v for k, v in val.items()})
+        self.metrics_log.write({"step": pos.step, "epoch": epoch + 1, **metrics})
+        self.progress.log(f"epoch {epoch + 1}/{self.epochs} step {pos.step} "
+                          + " ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+        every = cfg.checkpoint.every_steps
+        latest = ((epoch + 1) % cfg.checkpoint.every == 0 or last
+                  or bool(every and pos.step % every == 0))
+        self._save(metrics, latest=latest)
+        return metrics
+
+    def _report_step(self, epoch: int, loss: jax.Array) -> None:
+        step = self.pos.step
+        if self.progress.interactive:
+            self.progress.update_count(step, self.total_steps, f"epoch {epoch + 1}")
+        elif step % self.cfg.train.log_every == 0:
+            self.watch.check()
+            self.progress.log(f"step {step}/{self.total_steps} epoch {epoch + 1} "
+                              f"train/loss {float(loss):.4g}")
+
+    def _recover(self, bad: Diverged) -> None:
+        """Stop with a diagnosis, or roll back to the last good checkpoint at a lower rate."""
+        cfg = self.cfg
+        self.checkpoints.wait()
+        good = self.checkpoints.latest_step()
+        diagnosis = (f"run {cfg.name}: training diverged at {bad} (epoch "
+                     f"{(bad.step - 1) // self.steps_per_epoch + 1}); the last good checkpoint "
+                     f"is step {good} in {self.checkpoints.latest.directory}, and nothing "
+                     "non-finite was saved")
+        if cfg.train.on_nonfinite == "stop" or self.pos.rollbacks >= cfg.train.max_rollbacks:
+            tried = (f" after {self.pos.rollbacks} rollbacks" if cfg.train.on_nonfinite == "rollback"
+                     else "")
+            raise UserError(f"{diagnosis}{tried}. Lower optim.lr, set optim.grad_clip, or set "
+                            "train.on_nonfinite: rollback to continue from the last good "
+                            "checkpoint with a lower learning rate")
+        lr_scale = self.pos.lr_scale * cfg.train.rollback_lr_factor
+        rollbacks = self.pos.rollbacks + 1
+        self._restore()
+        self.pos.lr_scale, self.pos.rollbacks = lr_scale, rollbacks
+        self.metrics_log.write({"step": self.pos.step,
+                                "epoch": self.pos.step // self.steps_per_epoch,
+                                "event": "rollback", "diverged_at": bad.step,
+                                "params": bad.params, "lr_scale": lr_scale})
+        self.progress.log(f"{diagnosis}; rolled back to step {self.pos.step} with the learning "
+                          f"rate scaled by {lr_scale:g} (rollback {rollbacks} of "
+                          f"{cfg.train.max_rollbacks})")
+
+    def _final_test(self) -> dict[str, Any]:
+        """Evaluate the chosen checkpoint on the test split once; write ``summary.json``."""
+        cfg = self.cfg
+        self.checkpoints.wait()
+        which = "best" if self.checkpoints.has_best() else "latest"
+        state, saved = self.checkpoints.restore(
+            {"params": self.params, "opt_state": self.opt_state}, which=which)
+        params = state["params"]
+        test = evaluate(self.steps, params, self.splits.test, cfg.train.batch_size, self.mesh)
+        per_step = test.pop("rel_l2_per_channel")
+        results: dict[str, Any] = {f"test/{k}": v for k, v in test.items()}
+        if cfg.data.time is not None:
+            results["test/rel_l2_per_step"] = per_step
+            self.progress.log("test rel L2 per predicted step: "
+                              + " ".join(f"{value:.3g}" for value in per_step))
+        stages = {}
+        for stage in cfg.stages:
+            refined = spectral_refine(cfg, stage, nnx.merge(self.graphdef, params, self.rest),
+                                      self.splits.test)
+            self.metrics_log.write({"step": self.pos.step, "epoch": self.epochs, "event": "stage",
+                                    "stage": stage.name, **refined})
+            self.progress.log(f"stage {stage.name}: "
+                              + " ".join(f"{k} {v:.4g}" for k, v in refined.items()))
+            stages[stage.name] = refined
+        chosen = {"which": which, "step": saved["step"], "epoch": saved["epoch"],
+                  **{k: v for event in self.metrics_log.read() if event["step"] == saved["step"]
+                     and "event" not in event for k, v in event.items() if k.startswith("val/")}}
+        self.metrics_log.write({"step": self.pos.step, "epoch": self.epochs, "event": "test",
+                                "checkpoint_step": saved["step"], **results})
+        fault_point("train_final")
+        summary = {"name": cfg.name, "checkpoint": chosen,
+                   "selected_by": cfg.checkpoint.best_metric if which == "best" else "last",
+                   "samples": {name: len(split) for name, split in self.splits._asdict().items()},
+                   "epochs": self.epochs, "steps": self.pos.step, "schedule_phases": self.phases,
+                   "rollbacks": self.pos.rollbacks, "test": results, "stages": stages,
+                   "nopx_version": __version__}
+        _write_atomic(cfg.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        self.progress.log(f"test on the {which} checkpoint (step {saved['step']}): "
+                          + " ".join(f"{k} {v:.4g}" for k, v in results.items()
+                                     if not isinstance(v, list)))
+        merged: dict[str, Any] = {**results}
+        for refined in stages.values():
+            merged.update(refined)
+        return merged
 
 
 def _spatial_shape(split: Split) -> tuple[int, ...]:

@@ -1,6 +1,14 @@
-"""The optimizer of a run: AdamW (or Adam) with a learning-rate schedule from the config."""
+"""The optimizer of a run: AdamW (or Adam) with a learning-rate schedule from the config.
+
+A run's schedule is fixed when it starts: its length in epochs is part of it (cosine and
+one-cycle decay over the whole run). ``nopx train --resume`` keeps it; ``--extend N``
+appends a *phase*: the same kind of schedule, restarted from ``lr`` and run over the N new
+epochs (a warm restart), after the finished ones. A schedule is the sequence of phases.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import optax
 
@@ -37,10 +45,29 @@ def make_schedule(cfg: OptimConfig, steps_per_epoch: int, total_steps: int) -> o
     return optax.join_schedules([optax.linear_schedule(0.0, cfg.lr, warmup), main], [warmup])
 
 
+def phased_schedule(cfg: OptimConfig, steps_per_epoch: int,
+                    phases: Sequence[int]) -> optax.Schedule:
+    """:func:`make_schedule` restarted at the start of each phase (lengths in epochs).
+
+    >>> from nopx.config import OptimConfig
+    >>> s = phased_schedule(OptimConfig(lr=1.0, schedule="cosine"), 10, [2, 1])
+    >>> float(s(0)), round(float(s(19)), 4), float(s(20)), round(float(s(29)), 4)
+    (1.0, 0.0062, 1.0, 0.0245)
+    """
+    schedules = [make_schedule(cfg, steps_per_epoch, epochs * steps_per_epoch) for epochs in phases]
+    if len(schedules) == 1:
+        return schedules[0]
+    starts = [steps_per_epoch * sum(phases[:i]) for i in range(1, len(phases))]
+    return optax.join_schedules(schedules, starts)
+
+
 def make_optimizer(cfg: OptimConfig, steps_per_epoch: int,
-                   total_steps: int) -> optax.GradientTransformation:
-    """The gradient transformation: optional clipping, then Adam/AdamW on the schedule."""
-    schedule = make_schedule(cfg, steps_per_epoch, total_steps)
+                   phases: int | Sequence[int]) -> optax.GradientTransformation:
+    """The gradient transformation: optional clipping, then Adam/AdamW on the schedule.
+
+    ``phases`` is the run's length in epochs, or the epochs of each phase of an extended run.
+    """
+    schedule = phased_schedule(cfg, steps_per_epoch, [phases] if isinstance(phases, int) else phases)
     if cfg.optimizer == "adamw":
         opt = optax.adamw(schedule, weight_decay=cfg.weight_decay)
     else:

@@ -36,16 +36,10 @@ def nse_physics(path: pathlib.Path, grid: int, where: str) -> tuple[float, np.nd
     return float(physics["nu"]), forcing, float(physics.get("record_every", 1.0))
 
 
-def spectral_refine(cfg: Config, stage: StageConfig, model: nnx.Module,
-                    test: Split) -> dict[str, float]:
-    """Refine the first ``stage.samples`` test trajectories; return before/after metrics.
-
-    The residual is that of the physical equation, whose nonlinear term is not invariant
-    under rescaling the vorticity, so the model must work in physical units
-    (``data.normalize: false``).
-    """
+def check_refine_stage(cfg: Config, stage: StageConfig, model: nnx.Module) -> str:
+    """Refuse, before any training, a run whose ``spectral_refine`` stage cannot work;
+    return the stage's name for messages."""
     from nopx.models import SFNO
-    from nopx.refine import refine
 
     where = f"run {cfg.name}, stage {stage.name}"
     if not isinstance(model, SFNO) or cfg.data.time is None or cfg.data.time.mode != "direct":
@@ -54,6 +48,20 @@ def spectral_refine(cfg: Config, stage: StageConfig, model: nnx.Module,
     if cfg.data.normalize:
         raise UserError(f"{where}: the NSE residual needs physical units; set "
                         "data.normalize: false for a run that ends with spectral_refine")
+    return where
+
+
+def spectral_refine(cfg: Config, stage: StageConfig, model: nnx.Module,
+                    test: Split) -> dict[str, float]:
+    """Refine the first ``stage.samples`` test trajectories; return before/after metrics.
+
+    The residual is that of the physical equation, whose nonlinear term is not invariant
+    under rescaling the vorticity, so the model must work in physical units
+    (``data.normalize: false``).
+    """
+    from nopx.refine import refine
+
+    where = check_refine_stage(cfg, stage, model)
     count = min(stage.samples, len(test))
     grid = test.x.shape[1] if test.x is not None else next(test.batches(1))[0].shape[1]
     nu, forcing, dt = nse_physics(test.path, grid, where)

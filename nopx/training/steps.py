@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 from flax import nnx
 
@@ -67,14 +68,24 @@ class Steps:
         model = nnx.merge(self.graphdef, params, self.rest)
         return self.y_norm.decode(self.apply(model, self.x_norm.encode(x)))
 
-    def _train_step(self, params: nnx.State, opt_state: Any, x: jax.Array,
-                    y: jax.Array) -> tuple[nnx.State, Any, jax.Array]:
+    def _train_step(self, params: nnx.State, opt_state: Any, x: jax.Array, y: jax.Array,
+                    lr_scale: jax.Array | float = 1.0) -> tuple[nnx.State, Any, jax.Array, jax.Array]:
+        """One optimizer step; returns ``(params, opt_state, loss, finite)``.
+
+        ``finite`` is ``(1 + n_leaves,)`` booleans: the loss, then each parameter's gradient
+        (in ``jax.tree.leaves`` order), so a divergence names the parameters it hit.
+        ``lr_scale`` multiplies the update (the learning rate, and AdamW's decoupled decay
+        with it): a rollback after a divergence lowers it.
+        """
         def objective(p: nnx.State) -> jax.Array:
             return self.loss(self._predict(p, x), y)
 
         value, grads = jax.value_and_grad(objective)(params)
         updates, opt_state = self.tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, value
+        updates = jax.tree.map(lambda u: u * lr_scale, updates)
+        finite = jnp.stack([jnp.isfinite(value)]
+                           + [jnp.isfinite(g).all() for g in jax.tree.leaves(grads)])
+        return optax.apply_updates(params, updates), opt_state, value, finite
 
     def _eval_step(self, params: nnx.State, x: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
         return eval_metrics(self._predict(params, x), y)
