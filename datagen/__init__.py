@@ -6,15 +6,20 @@
 >>> recipe.family().problem(0).matrix.shape
 (256, 256)
 
-Entry points: :func:`load_recipe` → :func:`generate` → :func:`open_dataset` / :func:`info`.
+Entry points: :func:`load_recipe` → :func:`generate` → :func:`open_dataset` / :func:`info`;
+:func:`open_dataset` also reads FNO ``.mat``, PDEBench and The Well files in place
+(:mod:`nopx.datagen.formats`) and :func:`convert` copies one into a nopx file.
 Importing this package does not import JAX.
 """
 
 from nopx.datagen import amg, auto, gcrodr, krylov, pardiso, sor  # noqa: F401  (register their engines)
 from nopx.datagen.advection_diffusion import AdvectionDiffusion2D, AdvectionDiffusionConfig
+from nopx.datagen.burgers import Burgers1D, BurgersConfig
 from nopx.datagen.chain import SampleResult, solve_chain
+from nopx.datagen.convert import convert
 from nopx.datagen.darcy import Darcy2D, Darcy3D, Darcy3DConfig, DarcyConfig
 from nopx.datagen.dataset import DatasetReader, DatasetWriter, open_dataset
+from nopx.datagen.formats import FORMATS, ForeignReader, detect_format
 from nopx.datagen.family import Family, Problem, Trajectory, available_families, family_class, register_family
 from nopx.datagen.grf import CosineGRF
 from nopx.datagen.grid import CellGrid
@@ -37,6 +42,10 @@ __all__ = [
     "merge",
     "info",
     "open_dataset",
+    "convert",
+    "detect_format",
+    "FORMATS",
+    "ForeignReader",
     "DatasetReader",
     "DatasetWriter",
     "Family",
@@ -61,6 +70,8 @@ __all__ = [
     "SampleResult",
     "greedy_chain",
     "plan_chains",
+    "Burgers1D",
+    "BurgersConfig",
     "NavierStokes2D",
     "NavierStokesConfig",
     "PeriodicGRF",

@@ -46,6 +46,7 @@ import numpy as np
 
 import nopx
 from nopx.datagen.faults import fault_point
+from nopx.datagen.formats import ForeignReader, open_foreign, resolve_format
 from nopx.errors import UserError
 
 __all__ = ["DatasetReader", "DatasetWriter", "WriteLock", "open_dataset", "FORMAT", "FORMAT_VERSION",
@@ -107,7 +108,8 @@ def _check_layout(path: pathlib.Path, file: h5py.File) -> None:
     """Refuse a file that is not a whole nopx dataset of a version this nopx reads."""
     if file.attrs.get("format") != FORMAT:
         raise UserError(f"{path}: an HDF5 file but not a nopx dataset (no format='{FORMAT}' "
-                        f"attribute); make one with `nopx datagen --config RECIPE --out {path}`")
+                        f"attribute); make one with `nopx datagen --config RECIPE --out {path}`, or name its "
+                        f"layout with --format / data.format (fno-mat, pdebench, the-well)")
     version = _plain(file.attrs.get("format_version"))
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise UserError(f"{path}: format_version is {version!r}, not a nopx dataset version (1 to "
@@ -297,8 +299,13 @@ class DatasetReader:
         self.close()
 
 
-def open_dataset(path: str | os.PathLike, require_complete: bool = True) -> DatasetReader:
-    """Open the nopx dataset at ``path`` for reading.
+def open_dataset(path: str | os.PathLike, require_complete: bool = True,
+                 format: str = "auto") -> DatasetReader | ForeignReader:
+    """Open the dataset at ``path`` for reading.
+
+    ``format`` is ``nopx``, a foreign layout read in place (``fno-mat``, ``pdebench``,
+    ``the-well``: :mod:`nopx.datagen.formats`, same reading interface) or ``auto``
+    (detected from the file).
 
     Raises:
       UserError: naming the file and the fix, when it is missing, not HDF5, truncated, not
@@ -306,6 +313,9 @@ def open_dataset(path: str | os.PathLike, require_complete: bool = True) -> Data
         ``require_complete``). Reads refuse damaged samples (:meth:`DatasetReader.read_range`);
         :meth:`DatasetReader.verify` checks the whole file.
     """
+    fmt = resolve_format(path, format)
+    if fmt != "nopx":
+        return open_foreign(path, fmt)
     return DatasetReader(path, require_complete=require_complete)
 
 

@@ -11,6 +11,7 @@
     darcy: {coefficient: piecewise_constant, alpha: 2.0, tau: 3.0, modes: 32, high: 12.0, low: 3.0, source: 1.0}
     solver: {method: direct, rtol: 1.0e-8, options: {}, chain: 32, sort: true, on_miss: error}
     storage: {dtype: float32}
+    imports: [./my_family.py]  # user modules to import first (e.g. a @register_family PDE)
 
 The section named after ``pde`` holds the family's parameters (its ``config_type``).
 Every mistake is a :class:`~nopx.errors.UserError` naming the file and key:
@@ -38,6 +39,7 @@ from nopx.datagen.family import Family, available_families, family_class
 from nopx.datagen.grid import CellGrid
 from nopx.datagen.solvers import Solver, available_solvers, build_solver, solver_takes_rtol
 from nopx.errors import UserError
+from nopx.imports import import_modules, resolve
 
 __all__ = [
     "Recipe",
@@ -120,6 +122,7 @@ class Recipe:
     solver: SolverConfig = dataclasses.field(default_factory=SolverConfig)
     storage: StorageConfig = dataclasses.field(default_factory=StorageConfig)
     physics: Any = None
+    imports: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.samples <= 0:
@@ -151,6 +154,8 @@ class Recipe:
         data = to_dict(self)
         if not getattr(family_class(self.pde), "uses_solver", True):
             data.pop("solver")
+        if not data["imports"]:
+            data.pop("imports")
         physics = data.pop("physics")
         layout = ("pde", "seed", "samples", "first_index", "out", "grid")
         return {**{k: data.pop(k) for k in layout}, self.pde: physics, **data}
@@ -161,13 +166,24 @@ class Recipe:
 
 
 def load_recipe(path: str | pathlib.Path, overrides: Sequence[str] = ()) -> Recipe:
-    """Read the recipe at ``path`` with ``--set`` style ``"key.path=value"`` overrides applied."""
-    return recipe_from_mapping(apply_overrides(read_yaml(path), overrides), where=str(path))
+    """Read the recipe at ``path`` with ``--set`` style ``"key.path=value"`` overrides applied.
+
+    Relative ``imports`` paths are taken from the recipe's folder and stored absolute.
+    """
+    raw = apply_overrides(read_yaml(path), overrides)
+    if isinstance(raw.get("imports"), list):
+        raw["imports"] = list(resolve([str(e) for e in raw["imports"]], base=pathlib.Path(path).parent))
+    return recipe_from_mapping(raw, where=str(path))
 
 
 def recipe_from_mapping(mapping: Mapping[str, Any], *, where: str) -> Recipe:
     """Parse an already-read recipe; ``where`` names its origin in error messages."""
     raw = dict(mapping)
+    imports = raw.get("imports") or []
+    if not isinstance(imports, list) or not all(isinstance(e, str) for e in imports):
+        raise UserError(f"{where}: imports: expected a list of module names or .py paths, "
+                        f"got {imports!r}")
+    import_modules(imports, where=where)  # user code may register the family named by pde
     pde = raw.get("pde")
     if not isinstance(pde, str):
         raise UserError(f"{where}: 'pde' must name a PDE family (available: "

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from nopx import __version__
 
 USER_ERROR = 2
+# data.format values (nopx.datagen.formats.FORMATS, here without importing h5py).
+FORMAT_CHOICES = ("auto", "nopx", "fno-mat", "pdebench", "the-well")
 INTERRUPTED = 130
 
 # XLA:CPU allocates a scratch buffer of hundreds of MB per train step; glibc's default serves it
@@ -87,7 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = commands.add_parser(
         "info", help="describe and verify a dataset file (exit 0 only if it is complete and undamaged)")
-    info.add_argument("file", help="an HDF5 dataset written by nopx datagen")
+    info.add_argument("file", help="a dataset: written by nopx datagen, or an FNO .mat, PDEBench or "
+                                   "The Well file")
+    info.add_argument("--format", choices=FORMAT_CHOICES, default="auto",
+                      help="the file's layout (default: detected)")
+
+    convert = commands.add_parser(
+        "convert", help="write an FNO .mat, PDEBench or The Well file as a nopx dataset")
+    convert.add_argument("source", metavar="IN", help="the foreign dataset file")
+    convert.add_argument("out", metavar="OUT", help="the nopx dataset to write")
+    convert.add_argument("--format", choices=FORMAT_CHOICES, default="auto",
+                         help="IN's layout (default: detected)")
     return parser
 
 
@@ -135,11 +147,19 @@ def _run_datagen(args: argparse.Namespace) -> None:
 def _run_info(args: argparse.Namespace) -> None:
     from nopx import datagen
 
-    print(datagen.info(args.file))
-    datagen.open_dataset(args.file).close()  # exit 2 (after the summary) unless it is complete
+    print(datagen.info(args.file, format=args.format))
+    # exit 2 (after the summary) unless it is complete
+    datagen.open_dataset(args.file, format=args.format).close()
 
 
-HANDLERS = {"train": _run_train, "eval": _run_eval, "datagen": _run_datagen, "info": _run_info}
+def _run_convert(args: argparse.Namespace) -> None:
+    from nopx import datagen
+
+    print(f"wrote {datagen.convert(args.source, args.out, format=args.format)}")
+
+
+HANDLERS = {"train": _run_train, "eval": _run_eval, "datagen": _run_datagen, "info": _run_info,
+            "convert": _run_convert}
 
 
 def _reexec_with_tuned_malloc(argv: Sequence[str]) -> None:

@@ -246,6 +246,16 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
+def _is_regex(pattern: Any) -> bool:
+    import re
+
+    try:
+        re.compile(pattern)
+    except (re.error, TypeError):
+        return False
+    return True
+
+
 def _require(condition: bool, key: str, message: str) -> None:
     if not condition:
         raise ValueError(f"{key}: {message}")
@@ -290,10 +300,13 @@ class DataConfig:
     validation split that selects the best checkpoint; the rest train. ``generate`` names a datagen
     recipe used to create ``path`` when it does not exist. ``subsample`` keeps every k-th
     grid point per spatial axis (train at 64² on data stored at 256², as the FNO papers do).
+    ``format`` names the file's layout, read in place: ``nopx``, ``fno-mat``, ``pdebench``,
+    ``the-well`` or ``auto`` (detected; see :mod:`nopx.datagen.formats`).
     """
 
     path: str
     generate: str | None = None
+    format: Literal["auto", "nopx", "fno-mat", "pdebench", "the-well"] = "auto"
     inputs: tuple[str, ...] = ("a",)
     targets: tuple[str, ...] = ("u",)
     n_train: int = 1000
@@ -341,15 +354,25 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
-    """Training loss: ``relative_l2``, ``h1`` (finite differences) or ``sobolev`` (order ``s``)."""
+    """A registered training loss (``name``) and its arguments (``kwargs``).
 
-    name: Literal["relative_l2", "h1", "sobolev"] = "relative_l2"
-    s: float = 1.0
+    Built in: ``relative_l2`` (``p``), ``h1`` (finite differences), ``sobolev`` (order ``s``,
+    any real, negative included; ``domain``); user code adds more with
+    :func:`nopx.losses.register_loss`. In YAML the arguments sit beside the name:
+    ``loss: {name: sobolev, s: -1}``.
+    """
+
+    name: str = "relative_l2"
+    kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
-    """AdamW and its learning-rate schedule (``step_size`` is in epochs)."""
+    """AdamW and its learning-rate schedule (``step_size`` is in epochs).
+
+    ``group_lr`` maps regular expressions on parameter paths (``lifting.layers.0.kernel``)
+    to learning-rate factors: the first match wins, unmatched parameters use ``lr``.
+    """
 
     optimizer: Literal["adamw", "adam"] = "adamw"
     lr: float = 1e-3
@@ -360,6 +383,7 @@ class OptimConfig:
     gamma: float = 0.5
     final_lr_ratio: float = 0.0
     grad_clip: float | None = None
+    group_lr: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _require(self.lr > 0, "lr", f"must be positive, got {self.lr}")
@@ -369,6 +393,11 @@ class OptimConfig:
         _require(0 < self.gamma <= 1, "gamma", f"must be in (0, 1], got {self.gamma}")
         _require(0 <= self.final_lr_ratio <= 1, "final_lr_ratio", "must be in [0, 1]")
         _require(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "must be positive")
+        for pattern, factor in self.group_lr.items():
+            _require(_is_regex(pattern), "group_lr", f"{pattern!r} is not a regular expression")
+            _require(isinstance(factor, (int, float)) and not isinstance(factor, bool)
+                     and factor > 0, "group_lr", f"the factor of {pattern!r} must be a positive "
+                     f"number, got {factor!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -477,7 +506,13 @@ class MeshConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """A whole experiment: one YAML file."""
+    """A whole experiment: one YAML file.
+
+    ``imports`` names user modules (dotted names or ``.py`` paths, relative ones taken from
+    the config's folder) imported before models and losses are looked up by name.
+    ``init_from`` names a run directory whose best weights start this run (fine-tuning:
+    parameters of the same path and shape are copied, the others listed and kept fresh).
+    """
 
     name: str
     data: DataConfig
@@ -489,6 +524,8 @@ class Config:
     checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
     stages: tuple[StageConfig, ...] = ()
     mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
+    imports: tuple[str, ...] = ()
+    init_from: str | None = None
 
     @property
     def run_dir(self) -> pathlib.Path:
@@ -499,29 +536,42 @@ def load(path: str | pathlib.Path, overrides: Sequence[str] = ()) -> Config:
     """Load an experiment config from YAML with ``--set`` style overrides applied.
 
     Relative ``data.path``/``data.generate`` stay relative to the current directory (the
-    README runs everything from the repository root).
+    README runs everything from the repository root); relative ``imports`` paths are taken
+    from the config's folder and stored absolute.
     """
+    from nopx.imports import resolve
+
     raw = apply_overrides(read_yaml(path), overrides)
-    return from_mapping(raw, where=str(path))
+    cfg = from_mapping(raw, where=str(path))
+    return dataclasses.replace(cfg, imports=resolve(cfg.imports, base=pathlib.Path(path).parent))
+
+
+def _named_section(raw: dict[str, Any], key: str, where: str, example: str) -> None:
+    """``{name: x, a: 1}`` → ``{name: x, kwargs: {a: 1}}`` for the sections whose extra keys
+    are the arguments of a registered constructor (``model``, ``loss``)."""
+    section = raw.get(key)
+    if not isinstance(section, Mapping):
+        return
+    section = dict(section)
+    kwargs = {k: v for k, v in section.items() if k not in ("name", "kwargs")}
+    kwargs.update(section.get("kwargs") or {})
+    if "name" not in section:
+        raise UserError(f"{where}: missing required key '{key}.name'; name a registered "
+                        f"{key}, e.g. {example}")
+    raw[key] = {"name": section["name"], "kwargs": kwargs}
 
 
 def from_mapping(raw: Mapping[str, Any], *, where: str) -> Config:
-    """Parse an already-read config mapping (the ``model`` section keeps free-form kwargs)."""
+    """Parse an already-read config mapping (``model``/``loss`` keep free-form kwargs)."""
     raw = dict(raw)
-    model = raw.get("model")
-    if isinstance(model, Mapping):
-        model = dict(model)
-        kwargs = {k: v for k, v in model.items() if k not in ("name", "kwargs")}
-        kwargs.update(model.get("kwargs") or {})
-        if "name" not in model:
-            raise UserError(f"{where}: missing required key 'model.name'; name a registered "
-                            "model, e.g. model: {name: fno, n_modes: [12, 12]}")
-        raw["model"] = {"name": model["name"], "kwargs": kwargs}
+    _named_section(raw, "model", where, "model: {name: fno, n_modes: [12, 12]}")
+    _named_section(raw, "loss", where, "loss: {name: sobolev, s: -1}")
     return parse_dataclass(Config, raw, where=where)
 
 
 def dump(config: Config) -> str:
-    """The config as YAML, model kwargs inlined, as a user would write it."""
+    """The config as YAML, model and loss arguments inlined, as a user would write it."""
     data = to_dict(config)
     data["model"] = {"name": config.model.name, **to_dict(config.model.kwargs)}
+    data["loss"] = {"name": config.loss.name, **to_dict(config.loss.kwargs)}
     return yaml.safe_dump(data, sort_keys=False)

@@ -180,3 +180,28 @@ def test_eight_device_mesh_matches_one_device(tmp_path, darcy_small):
         results[devices] = {**epoch, **final}
     for key in ("train/loss", "val/rel_l2", "val/h1", "test/rel_l2", "test/h1"):
         assert results[8][key] == pytest.approx(results[1][key], rel=1e-4), key
+
+
+def test_init_from_copies_matching_parameters_and_lists_the_rest(tmp_path, darcy_small):
+    source = _experiment(tmp_path, darcy_small, "source", epochs=1)
+    assert run_nopx("train", "--config", str(source)).returncode == 0
+    target = _experiment(tmp_path, darcy_small, "target", epochs=1)
+    # Two input channels: the lifting layer's first kernel changes shape and starts fresh.
+    # Killed after its first step, the run's latest checkpoint is its starting point.
+    result = run_nopx("train", "--config", str(target), "--set", "data.inputs=[a,a]",
+                      "--set", f"init_from={tmp_path / 'runs' / 'source'}",
+                      "--set", "optim.group_lr={'^lifting': 10.0}",
+                      env={"NOPX_FAULT": "train_step:1"})
+    assert result.returncode == -9, result.stderr
+    assert "re-initialised (shape or name differs): lifting.layers.0.kernel" in result.stderr
+    loaded = {name: run for name, run in (("source", training.load_run(tmp_path / "runs" / "source")),
+                                           ("target", training.load_run(tmp_path / "runs" / "target",
+                                                                        which="latest")))}
+    flat = {name: {jax.tree_util.keystr(p): np.asarray(v)
+                   for p, v in jax.tree_util.tree_leaves_with_path(run.params)}
+            for name, run in loaded.items()}
+    assert loaded["target"].meta["step"] == 0
+    fresh = "['lifting']['layers'][0]['kernel'].value"
+    assert flat["target"][fresh].shape != flat["source"][fresh].shape
+    for key in set(flat["target"]) - {fresh}:
+        np.testing.assert_array_equal(flat["target"][key], flat["source"][key])

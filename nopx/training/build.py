@@ -59,27 +59,50 @@ def check_modes(kwargs: dict[str, Any], spatial_shape: Sequence[int], *, where: 
                             f"on that axis; use at most {n} (at most {n // 2} avoids aliasing)")
 
 
+def _check_registered(kind: str, name: str, available: Sequence[str], *, where: str) -> None:
+    if name not in available:
+        close = difflib.get_close_matches(name, available, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise UserError(f"{where}: {kind}.name '{name}' is not a registered {kind}{hint} "
+                        f"(available: {', '.join(available)}; user code registers more "
+                        "through the config's imports:)")
+
+
+def _check_arguments(kind: str, name: str, constructor: Callable[..., Any],
+                     kwargs: dict[str, Any], *, where: str) -> None:
+    """Refuse keyword arguments ``constructor`` does not take, suggesting the closest one."""
+    # nnx's module metaclass hides a class's own signature; read it from __init__.
+    accepted = inspect.signature(constructor.__init__ if isinstance(constructor, type)
+                                 else constructor).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        return
+    valid = [k for k in accepted if k not in ("self", "rngs")]
+    for key in kwargs:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise UserError(f"{where}: {kind}.{key} is not an argument of {kind} '{name}'{hint}")
+
+
 def build_model(name: str, kwargs: dict[str, Any], *, seed: int, where: str) -> nnx.Module:
     """``nopx.models.build(name, **kwargs, rngs=nnx.Rngs(seed))`` with clear error messages."""
     from nopx import models
 
-    if name not in models.available():
-        close = difflib.get_close_matches(name, models.available(), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise UserError(f"{where}: model.name '{name}' is not a registered model{hint} "
-                        f"(available: {', '.join(models.available())})")
-    constructor = models.get(name)
-    # nnx's module metaclass hides a class's own signature; read it from __init__.
-    accepted = inspect.signature(constructor.__init__ if isinstance(constructor, type)
-                                 else constructor).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
-        for key in kwargs:
-            if key not in accepted or key in ("self", "rngs"):
-                valid = [k for k in accepted if k not in ("self", "rngs")]
-                close = difflib.get_close_matches(key, valid, n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else ""
-                raise UserError(f"{where}: model.{key} is not an argument of model '{name}'{hint}")
+    _check_registered("model", name, models.available(), where=where)
+    _check_arguments("model", name, models.get(name), kwargs, where=where)
     try:
         return models.build(name, **kwargs, rngs=nnx.Rngs(seed))
     except (TypeError, ValueError) as err:
         raise UserError(f"{where}: model '{name}': {err}") from None
+
+
+def build_loss(name: str, kwargs: dict[str, Any], *, where: str) -> Callable[..., Any]:
+    """The registered loss ``name`` made with ``kwargs``, with clear error messages."""
+    from nopx import losses
+
+    _check_registered("loss", name, losses.available_losses(), where=where)
+    _check_arguments("loss", name, losses.get_loss(name), kwargs, where=where)
+    try:
+        return losses.build_loss(name, **kwargs)
+    except (TypeError, ValueError) as err:
+        raise UserError(f"{where}: loss '{name}': {err}") from None

@@ -59,13 +59,15 @@ class Split:
     one trajectory field ``(T, *spatial)`` become the channels instead: ``x`` holds
     ``time.input`` slices, ``y`` the ``output`` slices after them. Either holds ``x``/``y``
     in memory or reads each sample from ``path`` on demand. A sample holding NaN or Inf
-    is refused with its index when it is read.
+    is refused with its index when it is read. ``format`` is the file's layout
+    (:func:`nopx.datagen.open_dataset`).
     """
 
     def __init__(self, path: pathlib.Path, inputs: Sequence[str], targets: Sequence[str],
                  indices: Sequence[int], in_memory: bool, time: TimeConfig | None = None,
-                 output_steps: int | None = None, subsample: int = 1) -> None:
+                 output_steps: int | None = None, subsample: int = 1, format: str = "auto") -> None:
         self.path = path
+        self.format = format
         self.inputs = tuple(inputs)
         self.targets = tuple(targets)
         self.indices = np.asarray(indices, dtype=np.int64)
@@ -76,7 +78,7 @@ class Split:
         self.y: np.ndarray | None = None
         if in_memory and len(self.indices):
             first, stop = int(self.indices.min()), int(self.indices.max()) + 1
-            with _open(path) as reader:  # one contiguous read, then the split's samples
+            with _open(path, format) as reader:  # one contiguous read, then the split's samples
                 arrays = {f: reader.read_range(f, first, stop)[self.indices - first]
                           for f in self.fields}
             self.x, self.y = self._to_xy(arrays, self.indices)
@@ -118,7 +120,7 @@ class Split:
                 take = order[start:start + batch_size]
                 yield self.x[take], self.y[take]
             return
-        with _open(self.path) as reader:
+        with _open(self.path, self.format) as reader:
             for start in range(0, stop, batch_size):
                 samples = self.indices[order[start:start + batch_size]]
                 yield self._to_xy({f: np.stack([reader.read(f, int(i)) for i in samples])
@@ -150,10 +152,10 @@ class Split:
         return fit(names_x), fit(names_y)
 
 
-def _open(path: pathlib.Path):
+def _open(path: pathlib.Path, format: str):
     from nopx.datagen import open_dataset
 
-    return open_dataset(path)
+    return open_dataset(path, format=format)
 
 
 def _check_finite(path: pathlib.Path, arrays: dict[str, np.ndarray], samples: np.ndarray) -> None:
@@ -208,7 +210,7 @@ def load_splits(cfg: DataConfig, path: pathlib.Path | None = None, *, seed: int 
     See :func:`split_indices`: the training pool and the test samples must not overlap.
     """
     path = pathlib.Path(path or cfg.path)
-    with _open(path) as reader:
+    with _open(path, cfg.format) as reader:
         missing = [f for f in cfg.inputs + cfg.targets if f not in reader.fields]
         if missing:
             raise UserError(f"{path}: no field {missing[0]!r} (fields: {', '.join(reader.fields)}); "
@@ -225,7 +227,7 @@ def load_splits(cfg: DataConfig, path: pathlib.Path | None = None, *, seed: int 
     fits = (cfg.n_train + cfg.n_test) * sample_bytes <= cfg.memory_limit_gb * 2**30
     in_memory = cfg.in_memory == "always" or (cfg.in_memory == "auto" and fits)
     return Splits(*(Split(path, cfg.inputs, cfg.targets, indices, in_memory, cfg.time,
-                          output_steps, cfg.subsample)
+                          output_steps, cfg.subsample, cfg.format)
                     for indices in split_indices(cfg, total, seed)))
 
 

@@ -16,7 +16,7 @@ def ensure_dataset(cfg: DataConfig, *, log: Callable[[str], None] = print) -> pa
 
     path = pathlib.Path(cfg.path)
     if path.exists():
-        with datagen.open_dataset(path, require_complete=False) as reader:
+        with datagen.open_dataset(path, require_complete=False, format=cfg.format) as reader:
             complete = bool(reader.attrs.get("complete", False))
         if complete:
             return path

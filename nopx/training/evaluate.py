@@ -20,12 +20,13 @@ from flax import nnx
 from nopx.config import Config, from_mapping, read_yaml
 from nopx.errors import UserError
 from nopx.training import plots
-from nopx.training.build import build_model
+from nopx.imports import import_modules
+from nopx.training.build import build_loss, build_model
 from nopx.training.checkpoint import Checkpoints
 from nopx.training.data import Normalizer, Split
 from nopx.training.optim import make_optimizer
 from nopx.training.tasks import make_apply
-from nopx.training.steps import Steps, evaluate, loss_function
+from nopx.training.steps import Steps, evaluate
 
 
 class LoadedRun(NamedTuple):
@@ -49,6 +50,7 @@ def load_run(run_dir: pathlib.Path, *, which: str = "best") -> LoadedRun:
         raise UserError(f"{run_dir}: not a run directory (no config.yaml); pass the directory "
                         "`nopx train` wrote, e.g. runs/darcy")
     cfg = from_mapping(read_yaml(config_path), where=str(config_path))
+    import_modules(cfg.imports, where=str(config_path))
     checkpoints = Checkpoints(run_dir, cfg.checkpoint)
     try:
         if which == "best" and checkpoints.best.best_step() is None:
@@ -63,7 +65,8 @@ def load_run(run_dir: pathlib.Path, *, which: str = "best") -> LoadedRun:
     finally:
         checkpoints.close()
     norms = meta["normalizers"]
-    steps = Steps(graphdef, rest, tx, loss_function(cfg.loss), Normalizer.from_json(norms["x"]),
+    loss = build_loss(cfg.loss.name, cfg.loss.kwargs, where=str(config_path))
+    steps = Steps(graphdef, rest, tx, loss, Normalizer.from_json(norms["x"]),
                   Normalizer.from_json(norms["y"]), make_apply(cfg.data, meta["output_steps"]))
     return LoadedRun(cfg, steps, state["params"], meta)
 
@@ -78,7 +81,12 @@ def _regenerate_test(cfg: Config, source: pathlib.Path, resolution: int,
         with datagen.open_dataset(out, require_complete=False) as reader:
             if reader.attrs.get("complete"):
                 return out
-    with datagen.open_dataset(source) as reader:
+    with datagen.open_dataset(source, format=cfg.data.format) as reader:
+        if "recipe" not in reader.attrs or "source_format" in reader.attrs:
+            raise UserError(f"{source}: --resolution regenerates the test samples from the dataset's "
+                            "datagen recipe, and this file has none (it is, or was converted from, "
+                            f"a {reader.attrs.get('source_format', reader.attrs.get('format'))} file); "
+                            "evaluate on a finer file of the same samples with --data instead")
         recipe_text = str(reader.attrs["recipe"])
         total = reader.n_samples
     first = int(yaml.safe_load(recipe_text).get("first_index", 0)) + total - cfg.data.n_test
@@ -106,14 +114,17 @@ def evaluate_run(run: str | pathlib.Path, *, data: str | None = None,
     path = pathlib.Path(data or cfg.data.path)
     from nopx import datagen
 
+    # The run's format names its own file; --data files and regenerated ones are detected.
+    fmt = cfg.data.format if data is None and resolution is None else "auto"
     if resolution is not None:
         path = _regenerate_test(cfg, path, resolution, run_dir / "data")
-    with datagen.open_dataset(path) as reader:
+    with datagen.open_dataset(path, format=fmt) as reader:
         total = reader.n_samples
     count = min(cfg.data.n_test, total)
     split = Split(path, cfg.data.inputs, cfg.data.targets, range(total - count, total),
                   in_memory=True, time=cfg.data.time, output_steps=meta["output_steps"],
-                  subsample=cfg.data.subsample if data is None and resolution is None else 1)
+                  subsample=cfg.data.subsample if data is None and resolution is None else 1,
+                  format=fmt)
     metrics = evaluate(steps, params, split, cfg.train.batch_size)
     per_channel = metrics.pop("rel_l2_per_channel")
     if cfg.data.time is not None:

@@ -34,14 +34,17 @@ from nopx.errors import UserError
 from nopx.parallel import data_mesh, replicate, shard_batch
 from nopx.progress import Progress
 from nopx.training import tasks
-from nopx.training.build import build_model, check_model_fits, check_modes, model_kwargs
+from nopx.imports import import_modules
+from nopx.training.build import build_loss, build_model, check_model_fits, check_modes, model_kwargs
 from nopx.training.checkpoint import Checkpoints
 from nopx.training.data import Normalizer, Split, Splits, load_splits
 from nopx.training.dataset import ensure_dataset
 from nopx.training.divergence import Diverged, DivergenceWatch
+from nopx.training.evaluate import load_run
+from nopx.training.finetune import lr_multipliers, transfer
 from nopx.training.optim import make_optimizer
 from nopx.training.refine_stage import check_refine_stage, spectral_refine
-from nopx.training.steps import Steps, evaluate, loss_function
+from nopx.training.steps import Steps, evaluate
 
 FINAL_EVENTS = ("test", "stage")  # written after training; recomputed by a resume
 
@@ -167,6 +170,7 @@ class _Run:
                             f"continue it, or --set train.run_dir=<new dir> to start another")
         if resume:
             _check_resumable(cfg, run_dir)
+        import_modules(cfg.imports, where=where)
         self.progress = Progress(label=f"train {cfg.name}")
         ensure_dataset(cfg.data, log=self.progress.log)
         self.splits: Splits = load_splits(cfg.data, seed=cfg.seed)
@@ -183,6 +187,8 @@ class _Run:
         for stage in cfg.stages:
             check_refine_stage(cfg, stage, model)
         self.graphdef, params, self.rest = nnx.split(model, nnx.Param, ...)
+        if cfg.init_from is not None and not has_checkpoints:
+            params = self._initialise_from(params)
 
         # Everything is checked before the run directory is touched.
         self.checkpoints = Checkpoints(run_dir, cfg.checkpoint, writer=True) if has_checkpoints else None
@@ -193,8 +199,10 @@ class _Run:
         self.epochs = sum(self.phases)
         self.total_steps = self.steps_per_epoch * self.epochs
         tx = make_optimizer(cfg.optim, self.steps_per_epoch, self.phases)
-        self.steps = Steps(self.graphdef, self.rest, tx, loss_function(cfg.loss), x_norm, y_norm,
-                           tasks.make_apply(cfg.data, train.output_steps))
+        loss = build_loss(cfg.loss.name, cfg.loss.kwargs, where=where)
+        multipliers = lr_multipliers(params, cfg.optim.group_lr) if cfg.optim.group_lr else None
+        self.steps = Steps(self.graphdef, self.rest, tx, loss, x_norm, y_norm,
+                           tasks.make_apply(cfg.data, train.output_steps), multipliers)
         check_model_fits(self.steps.predict, params, *next(train.batches(1)),
                          name=cfg.model.name, where=where)
         self.mesh = data_mesh(cfg.mesh.data, cfg.train.batch_size, where=where)
@@ -221,6 +229,17 @@ class _Run:
             (run_dir / "summary.json").unlink(missing_ok=True)
             self.params, self.opt_state = replicate(self.mesh, (self.params, self.opt_state))
             self._save(metrics=None)  # step 0: the first good state a rollback can return to
+
+    def _initialise_from(self, params: nnx.State) -> nnx.State:
+        """Copy the matching parameters of ``init_from``'s best checkpoint (fine-tuning)."""
+        source = load_run(pathlib.Path(self.cfg.init_from), which="best")
+        params, fresh = transfer(params, source.params)
+        total = len(jax.tree.leaves(params))
+        self.progress.log(f"initialised from {self.cfg.init_from} (checkpoint step "
+                          f"{source.meta['step']}): {total - len(fresh)} of {total} parameter "
+                          f"arrays copied" + (f"; re-initialised (shape or name differs): "
+                                              f"{', '.join(fresh)}" if fresh else ""))
+        return params
 
     def _check_splits(self, where: str) -> None:
         cfg, (train, val, _) = self.cfg, self.splits

@@ -16,21 +16,11 @@ import optax
 from flax import nnx
 
 from nopx import losses
-from nopx.config import LossConfig
 from nopx.parallel import shard_batch
 from nopx.training.data import Normalizer
 from nopx.training.tasks import Apply, direct
 
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
-
-
-def loss_function(cfg: LossConfig) -> LossFn:
-    """The training loss named in the config, as ``loss(pred, target) -> scalar``."""
-    if cfg.name == "h1":
-        return losses.h1
-    if cfg.name == "sobolev":
-        return lambda pred, target: losses.relative_sobolev(pred, target, cfg.s)
-    return losses.relative_lp
 
 
 def eval_metrics(pred: jax.Array, target: jax.Array) -> dict[str, jax.Array]:
@@ -52,7 +42,7 @@ class Steps:
 
     def __init__(self, graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientTransformation,
                  loss: LossFn, x_norm: Normalizer, y_norm: Normalizer,
-                 apply: Apply = direct) -> None:
+                 apply: Apply = direct, lr_multipliers: Any = None) -> None:
         self.graphdef = graphdef
         self.apply = apply
         self.rest = rest
@@ -60,6 +50,7 @@ class Steps:
         self.loss = loss
         self.x_norm = x_norm
         self.y_norm = y_norm
+        self.lr_multipliers = lr_multipliers
         self.train_step = jax.jit(self._train_step, donate_argnums=(0, 1))
         self.eval_step = jax.jit(self._eval_step)
         self.predict = jax.jit(self._predict)
@@ -75,14 +66,18 @@ class Steps:
         ``finite`` is ``(1 + n_leaves,)`` booleans: the loss, then each parameter's gradient
         (in ``jax.tree.leaves`` order), so a divergence names the parameters it hit.
         ``lr_scale`` multiplies the update (the learning rate, and AdamW's decoupled decay
-        with it): a rollback after a divergence lowers it.
+        with it): a rollback after a divergence lowers it. ``lr_multipliers`` (a pytree of
+        factors like ``params``, or ``None``) does the same per parameter group.
         """
         def objective(p: nnx.State) -> jax.Array:
             return self.loss(self._predict(p, x), y)
 
         value, grads = jax.value_and_grad(objective)(params)
         updates, opt_state = self.tx.update(grads, opt_state, params)
-        updates = jax.tree.map(lambda u: u * lr_scale, updates)
+        if self.lr_multipliers is None:
+            updates = jax.tree.map(lambda u: u * lr_scale, updates)
+        else:
+            updates = jax.tree.map(lambda u, m: u * (m * lr_scale), updates, self.lr_multipliers)
         finite = jnp.stack([jnp.isfinite(value)]
                            + [jnp.isfinite(g).all() for g in jax.tree.leaves(grads)])
         return optax.apply_updates(params, updates), opt_state, value, finite
