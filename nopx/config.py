@@ -14,7 +14,7 @@ also parse datagen recipes; :func:`load` parses an experiment config (:class:`Co
 >>> parse_dataclass(OptimConfig, {"lrr": 1.0}, where="demo.yaml")
 Traceback (most recent call last):
 ...
-nopx.errors.UserError: demo.yaml: unknown key 'lrr'; did you mean 'lr'? (valid keys: optimizer, lr, weight_decay, schedule, warmup_steps, step_size, gamma, final_lr_ratio, grad_clip)
+nopx.errors.UserError: demo.yaml: unknown key 'lrr'; did you mean 'lr'? (valid keys: optimizer, lr, weight_decay, schedule, warmup_steps, step_size, gamma, final_lr_ratio, grad_clip, group_lr)
 """
 
 from __future__ import annotations

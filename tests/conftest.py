@@ -36,3 +36,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     # Here, not in tests/faults/conftest.py: pytest reads options only from the root conftest.
     parser.addoption("--faults-full", action="store_true",
                      help="tests/faults: try every seeded kill point, not only the fast subset")
+    parser.addoption("--slow", action="store_true",
+                     help="also run the tests marked slow (long compiles, extra CLI runs); "
+                          "plain pytest, as CI runs it, skips them")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: a long test that plain pytest skips (run with --slow)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with pytest --slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
