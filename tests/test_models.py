@@ -14,6 +14,19 @@ SMALL = {
              "n_layers": 2}, (2, 12, 12, 2)),
     "sfno": ({"in_channels": 4, "out_channels": 3, "n_modes": (3, 3, 3), "hidden_channels": 4,
               "n_layers": 2, "latent_steps": 4}, (2, 12, 12, 4)),
+    "tfno": ({"in_channels": 2, "out_channels": 1, "n_modes": (4, 4), "hidden_channels": 8,
+              "n_layers": 2, "rank": 0.5}, (2, 12, 12, 2)),
+    "mgtfno": ({"in_channels": 2, "out_channels": 1, "n_modes": (4, 4), "hidden_channels": 4,
+                "n_layers": 1, "levels": 1}, (2, 16, 16, 2)),
+    "mgno": ({"in_channels": 2, "out_channels": 1, "hidden_channels": 4, "n_layers": 1,
+              "levels": [[1, 0], [1, 0]]}, (2, 12, 12, 2)),
+    "scot": ({"in_channels": 2, "out_channels": 1, "hidden_channels": 8, "depths": (2, 1),
+              "n_heads": (2, 2), "skip_blocks": (1, 0), "patch_size": 2, "window_size": 4,
+              "time_conditioning": False}, (2, 16, 16, 2)),
+    "deeponet": ({"in_channels": 2, "out_channels": 1, "sensors": (12, 12), "n_basis": 8,
+                  "branch_layers": (16,), "trunk_layers": (16,)}, (2, 12, 12, 2)),
+    "multionet": ({"in_channels": 2, "out_channels": 1, "sensors": (12, 12),
+                   "hidden_channels": (8, 8, 8), "layer_weight_init": 1.0}, (2, 12, 12, 2)),
 }
 
 

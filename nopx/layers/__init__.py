@@ -5,7 +5,9 @@ channels-first inside an FNO on XLA:CPU, where the 1×1 convolutions dominate �
 needs no transposes at all.
 
 * :mod:`~nopx.layers.fourier`: truncated real FFTs (axis by axis, FFT or DFT matmul);
-* :class:`SpectralConv`: the n-d spectral convolution;
+* :class:`SpectralConv`: the n-d spectral convolution, its weight dense or factorized;
+* :class:`FactorizedTensor` (:mod:`~nopx.layers.factorized`): CP, Tucker and TT complex
+  tensors for factorized spectral weights, per layer or shared by a stack;
 * :class:`SpaceTimeSpectralConv`: the space-time spectral convolution of the SFNO (output
   time length resampled through the inverse FFT, spectral bias, temporal zero padding);
 * :class:`ChannelMLP`, :func:`channel_linear`: pointwise (1×1) layers;
@@ -14,12 +16,18 @@ needs no transposes at all.
 * :func:`pad_domain`, :func:`unpad_domain`: domain padding;
 * :func:`make_norm`: instance / group normalisation;
 * :class:`FNOBlock`: one FNO layer;
+* :class:`WindowAttention`, :func:`window_and_shift` (:mod:`~nopx.layers.window_attention`):
+  SwinV2 windowed scaled-cosine attention with a continuous relative position bias;
+* :class:`ConditionalLayerNorm`: a layer norm whose scale and shift are functions of the
+  lead time ``t`` (scOT's time conditioning);
 * :func:`get_activation`, :func:`gelu`: activations by name.
 """
 
 from nopx.layers.activations import ACTIVATIONS, gelu, get_activation
 from nopx.layers.channel_mlp import ChannelMLP, channel_linear
+from nopx.layers.conditional_norm import ConditionalLayerNorm
 from nopx.layers.embedding import append_grid, grid_coordinates
+from nopx.layers.factorized import FactorizedTensor
 from nopx.layers.fno_block import FNOBlock
 from nopx.layers.fourier import kept_shape, truncated_irfftn, truncated_rfftn
 from nopx.layers.normalization import make_norm
@@ -27,14 +35,18 @@ from nopx.layers.padding import domain_pads, pad_domain, unpad_domain
 from nopx.layers.skip import SoftGating, make_skip
 from nopx.layers.spectral_conv import SpectralConv
 from nopx.layers.spectral_conv_st import SpaceTimeSpectralConv
+from nopx.layers.window_attention import WindowAttention, window_and_shift
 
 __all__ = [
     "ACTIVATIONS",
     "ChannelMLP",
+    "ConditionalLayerNorm",
     "FNOBlock",
+    "FactorizedTensor",
     "SoftGating",
     "SpaceTimeSpectralConv",
     "SpectralConv",
+    "WindowAttention",
     "append_grid",
     "channel_linear",
     "domain_pads",
@@ -48,4 +60,5 @@ __all__ = [
     "truncated_irfftn",
     "truncated_rfftn",
     "unpad_domain",
+    "window_and_shift",
 ]

@@ -1,0 +1,76 @@
+r"""MG-TFNO (Kossaifi et al., TMLR 2024): a jointly factorized TFNO on multigrid patches.
+
+:class:`~nopx.models.TFNO` with one Tucker tensor for all layers' spectral weights
+(``joint_factorization=True``), run by :class:`~nopx.models.MultigridPatching` on
+:math:`2^{\ell d}` patches, each with :math:`\ell` coarser context levels as extra input
+channels (the inner TFNO gets ``in_channels·(levels+1)`` channels).
+
+Patches wrap around periodically and a patch alone cannot tell where in the domain it is;
+``global_grid=True`` (default) appends the domain coordinates in [0, 1) to the input before
+patching (``d`` more channels per level), which a non-periodic problem needs: on Darcy
+(32², 2×2 patches, 8 epochs) the test error fell from 40% without to 8.0% with.
+
+Good values (the paper, 2-D Navier-Stokes at 128²-1024²): ``levels`` 1-2 (4-16 patches),
+``padding_fraction`` 0.078125, Tucker ``rank`` 0.02-0.1 of the whole stack; grids
+divisible by ``4^levels``. Train and evaluate with the same ``levels`` and padding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+from flax import nnx
+
+from nopx.layers import append_grid
+from nopx.layers.factorized import Factorization, Rank
+from nopx.models.patching import MultigridPatching, check_levels
+from nopx.models.registry import register
+from nopx.models.tfno import TFNO, signature_with_keywords_of
+
+
+@register("mgtfno")
+class MGTFNO(MultigridPatching):
+    """A TFNO on multigrid patches: ``(B, *n, C_in) -> (B, *n, C_out)``.
+
+    Args:
+      in_channels, out_channels, n_modes, hidden_channels, n_layers: as for
+        :class:`~nopx.models.TFNO` (``n_modes`` must fit a patch: ``n/2^levels + 2p`` cells);
+        every other TFNO/FNO keyword is accepted too.
+      levels, padding_fraction, stitching: as for :class:`~nopx.models.MultigridPatching`.
+      global_grid: append the domain coordinates before patching (see above).
+      factorization, rank, joint_factorization: the spectral weights (joint Tucker by
+        default).
+      rngs: random streams (``None``: ``nnx.Rngs(0)``).
+
+    >>> import jax.numpy as jnp
+    >>> model = MGTFNO(1, 1, n_modes=(4, 4), hidden_channels=8, levels=1)
+    >>> model.model.in_channels, model(jnp.ones((2, 16, 16, 1))).shape     # (1 + 2) x 2 levels
+    (6, (2, 16, 16, 1))
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, n_modes: Sequence[int],
+                 hidden_channels: int, n_layers: int = 4, *, levels: int = 1,
+                 padding_fraction: float = 0.078125, stitching: bool = True,
+                 global_grid: bool = True,
+                 factorization: Factorization = "tucker", rank: Rank = 0.05,
+                 joint_factorization: bool = True, rngs: nnx.Rngs | None = None,
+                 **tfno_kwargs: Any) -> None:
+        check_levels(levels)
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.global_grid = global_grid
+        patch_channels = in_channels + (len(n_modes) if global_grid else 0)
+        inner = TFNO(patch_channels * (levels + 1), out_channels, n_modes, hidden_channels,
+                     n_layers, factorization=factorization, rank=rank,
+                     joint_factorization=joint_factorization, rngs=rngs, **tfno_kwargs)
+        super().__init__(inner, levels=levels, padding_fraction=padding_fraction,
+                         stitching=stitching)
+
+    def patch(self, x: jax.Array) -> jax.Array:
+        """``(B, *n, C) -> (B·P^d, *(n/P + 2p), (C [+ d])·(levels+1))``."""
+        return super().patch(append_grid(x) if self.global_grid else x)
+
+
+MGTFNO.__init__.__signature__ = signature_with_keywords_of(MGTFNO, TFNO)

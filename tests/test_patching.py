@@ -1,0 +1,69 @@
+"""Multigrid patching and MG-TFNO: patch -> stitch identity (2-D, 3-D), context levels, a step."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from nopx import models
+from nopx.losses import relative_lp
+from nopx.models import MGTFNO, MultigridPatching
+
+
+def first_channel(x: jax.Array) -> jax.Array:
+    return x[..., :1]
+
+
+@pytest.mark.parametrize("grid, levels", [((16, 32), 1), ((32, 16), 2), ((8, 8, 16), 1)])
+def test_patch_crop_stitch_is_the_identity(grid, levels):
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, *grid, 1))
+    wrapper = MultigridPatching(first_channel, levels=levels, padding_fraction=0.1)
+    patches = wrapper.patch(x)
+    pads = wrapper.pads(grid)
+    assert patches.shape == (2 * 2 ** (levels * len(grid)),
+                             *[n // 2 ** levels + 2 * p for n, p in zip(grid, pads)], levels + 1)
+    cropped = wrapper.crop(patches[..., :1], grid)
+    np.testing.assert_array_equal(cropped, wrapper.patch_target(x))
+    np.testing.assert_array_equal(wrapper.stitch(cropped), x)
+    np.testing.assert_array_equal(wrapper(x), x)
+    wrapper.stitching = False
+    np.testing.assert_array_equal(wrapper(x), wrapper.patch_target(x))
+
+
+def test_coarse_windows_are_centred_on_their_patch_and_wrap():
+    n, levels = 32, 2                                    # 4 patches of 8 cells per axis
+    coordinate = jnp.broadcast_to(jnp.arange(n, dtype=jnp.float32)[None, :, None, None],
+                                  (1, n, n, 1))
+    wrapper = MultigridPatching(first_channel, levels=levels, padding_fraction=0.0)
+    patches = wrapper.patch(coordinate)                 # (16, 8, 8, 3)
+    for level in (1, 2):
+        rows = patches[:, :, 0, level].reshape(4, 4, 8)[:, 0]     # patch row i, level window
+        centre = (rows[:, 3] + rows[:, 4]) / 2 % n                # fine coordinate at the middle
+        expected = (np.arange(4) * 8 + 3.5 - 2 ** level / 2 + 0.5) % n
+        np.testing.assert_allclose(centre, expected, atol=2 ** level / 2)
+        assert np.all(np.diff(np.asarray(rows[1])) % n == 2 ** level)    # every 2^level-th cell
+
+
+def test_grid_must_divide_and_arguments_are_checked():
+    wrapper = MultigridPatching(first_channel, levels=2)
+    with pytest.raises(ValueError, match="divisible by 16"):
+        wrapper.patch(jnp.ones((1, 24, 32, 1)))
+    with pytest.raises(ValueError, match="levels"):
+        MultigridPatching(first_channel, levels=-1)
+    with pytest.raises(ValueError, match="padding_fraction"):
+        MultigridPatching(first_channel, padding_fraction=1.5)
+
+
+def n_params(model: nnx.Module) -> int:
+    return sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+def test_mgtfno_is_a_jointly_factorized_tfno_on_patches():
+    model = nnx.eval_shape(lambda: MGTFNO(1, 1, (16, 16), 32, levels=1, rank=0.05))
+    assert model.model.in_channels == (1 + 2) * 2          # field + global grid, 2 levels
+    weights = {id(block.conv.weight) for block in model.model.blocks}
+    assert len(weights) == 1
+    fno = nnx.eval_shape(lambda: models.FNO(1, 1, (16, 16), 32))
+    assert n_params(fno) / n_params(model) > 10
