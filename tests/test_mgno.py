@@ -2,12 +2,9 @@
 
 import jax
 import jax.numpy as jnp
-import optax
 import pytest
 from flax import nnx
 
-from nopx import models
-from nopx.losses import relative_lp
 from nopx.models import MgNO
 from nopx.models.mgno import MgConv
 

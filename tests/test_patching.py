@@ -3,12 +3,10 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from flax import nnx
 
 from nopx import models
-from nopx.losses import relative_lp
 from nopx.models import MGTFNO, MultigridPatching
 
 

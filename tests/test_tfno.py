@@ -3,7 +3,6 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from flax import nnx
 
@@ -11,7 +10,6 @@ from nopx import models
 from nopx.layers import SpectralConv
 from nopx.layers.factorized import FactorizedTensor
 from nopx.layers.fourier import kept_shape
-from nopx.losses import relative_lp
 from nopx.models import FNO, TFNO
 
 

@@ -21,49 +21,20 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
 
 import jax
 
 from nopx.losses.h1 import h1
 from nopx.losses.lp import relative_lp
 from nopx.losses.sobolev import relative_sobolev
+from nopx.registry import Registry
 
 Loss = Callable[[jax.Array, jax.Array], jax.Array]
-LossFactory = Callable[..., Loss]
-
-_LOSSES: dict[str, LossFactory] = {}
-
-
-def register_loss(name: str) -> Callable[[LossFactory], LossFactory]:
-    """Decorator adding a loss factory to the registry under ``name``."""
-    def add(factory: LossFactory) -> LossFactory:
-        if name in _LOSSES and _LOSSES[name] is not factory:
-            raise ValueError(f"loss name {name!r} is already registered to "
-                             f"{_LOSSES[name].__module__}.{_LOSSES[name].__qualname__}")
-        _LOSSES[name] = factory
-        return factory
-
-    return add
-
-
-def get_loss(name: str) -> LossFactory:
-    """The factory registered as ``name``; ``ValueError`` listing the names otherwise."""
-    try:
-        return _LOSSES[name]
-    except KeyError:
-        raise ValueError(f"unknown loss {name!r}; registered: "
-                         f"{', '.join(available_losses())}") from None
-
-
-def build_loss(name: str, **kwargs: Any) -> Loss:
-    """``get_loss(name)(**kwargs)``."""
-    return get_loss(name)(**kwargs)
-
-
-def available_losses() -> list[str]:
-    """The registered loss names, sorted."""
-    return sorted(_LOSSES)
+LOSSES = Registry("loss")
+register_loss = LOSSES.register
+get_loss = LOSSES.get
+build_loss = LOSSES.build
+available_losses = LOSSES.available
 
 
 @register_loss("relative_l2")

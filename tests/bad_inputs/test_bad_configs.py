@@ -12,7 +12,6 @@ from __future__ import annotations
 import pathlib
 
 import pytest
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
