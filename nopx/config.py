@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import pathlib
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -247,8 +248,6 @@ def to_dict(obj: Any) -> Any:
 
 
 def _is_regex(pattern: Any) -> bool:
-    import re
-
     try:
         re.compile(pattern)
     except (re.error, TypeError):

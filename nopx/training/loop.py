@@ -37,7 +37,7 @@ from nopx.training import tasks
 from nopx.imports import import_modules
 from nopx.training.build import build_loss, build_model, check_model_fits, check_modes, model_kwargs
 from nopx.training.checkpoint import Checkpoints
-from nopx.training.data import Normalizer, Split, Splits, load_splits
+from nopx.training.data import Normalizer, Splits, load_splits
 from nopx.training.dataset import ensure_dataset
 from nopx.training.divergence import Diverged, DivergenceWatch
 from nopx.training.evaluate import load_run
@@ -178,7 +178,8 @@ class _Run:
         train = self.splits.train
         x_norm, y_norm = train.fit_normalizers() if cfg.data.normalize else (
             Normalizer.identity(len(cfg.data.inputs)), Normalizer.identity(len(cfg.data.targets)))
-        self.spatial = _spatial_shape(train)
+        first_x, first_y = next(train.batches(1))  # one sample: the grid, and the shape check
+        self.spatial = tuple(first_x.shape[1:-1])
         kwargs = model_kwargs(cfg.model.kwargs, *tasks.channels(cfg.data, train.output_steps),
                               where=where)
         check_modes(kwargs, tasks.model_grid(cfg.data, self.spatial, train.output_steps),
@@ -203,7 +204,7 @@ class _Run:
         multipliers = lr_multipliers(params, cfg.optim.group_lr) if cfg.optim.group_lr else None
         self.steps = Steps(self.graphdef, self.rest, tx, loss, x_norm, y_norm,
                            tasks.make_apply(cfg.data, train.output_steps), multipliers)
-        check_model_fits(self.steps.predict, params, *next(train.batches(1)),
+        check_model_fits(self.steps.predict, params, first_x, first_y,
                          name=cfg.model.name, where=where)
         self.mesh = data_mesh(cfg.mesh.data, cfg.train.batch_size, where=where)
 
@@ -408,11 +409,6 @@ class _Run:
         for refined in stages.values():
             merged.update(refined)
         return merged
-
-
-def _spatial_shape(split: Split) -> tuple[int, ...]:
-    x, _ = next(split.batches(1))
-    return tuple(x.shape[1:-1])
 
 
 def _count(params: nnx.State) -> int:
