@@ -13,7 +13,7 @@ Crash safety: every dataset's storage is allocated when the file is created (and
 is created under a temporary name, then renamed), so later writes change raw data only,
 never HDF5 metadata; a killed writer cannot corrupt the file's structure. A sample's data
 is written and flushed before its ``done`` flag is set and flushed. One writer at a time
-(:class:`WriteLock`). Readers refuse what they cannot trust, naming the file, the sample
+(:class:`~nopx.datagen.lock.WriteLock`). Readers refuse what they cannot trust, naming the file, the sample
 and the fix: foreign, truncated or damaged files, and samples whose checksum fails.
 
 >>> import tempfile, pathlib
@@ -36,7 +36,6 @@ import hashlib
 import os
 import pathlib
 import re
-import socket
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -46,6 +45,7 @@ import numpy as np
 
 import nopx
 from nopx.datagen.faults import fault_point
+from nopx.datagen.lock import WriteLock
 from nopx.datagen.formats import ForeignReader, open_foreign, resolve_format
 from nopx.errors import UserError
 
@@ -334,78 +334,6 @@ def _runs(indices: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
         (int(block[0]), int(block[-1]) + 1, rows)
         for block, rows in zip(np.split(ordered, breaks), np.split(positions, breaks), strict=True)
     ]
-
-
-class WriteLock:
-    """``<file>.lock``: at most one writer per dataset.
-
-    The lock file holds the writer's PID and host. A second writer is refused while that
-    process lives; a lock left by a dead process (a killed run) is stale and taken over.
-
-    >>> import tempfile
-    >>> lock = WriteLock(pathlib.Path(tempfile.mkdtemp()) / "d.h5")
-    >>> lock.acquire(); lock.holder() == (os.getpid(), socket.gethostname())
-    True
-    >>> lock.release(); lock.holder() is None
-    True
-    """
-
-    def __init__(self, dataset: str | os.PathLike) -> None:
-        dataset = pathlib.Path(dataset)
-        self.dataset = dataset
-        self.path = dataset.with_name(dataset.name + ".lock")
-
-    def holder(self) -> tuple[int, str] | None:
-        """``(pid, host)`` written in the lock file, or None without a (readable) one."""
-        try:
-            pid, host = self.path.read_text().split()
-            return int(pid), host
-        except (OSError, ValueError):
-            return None
-
-    def _held_by_other(self) -> tuple[int, str] | None:
-        """The holder if it is another process that may be alive (any process on another host)."""
-        holder = self.holder()
-        if holder is None or holder == (os.getpid(), socket.gethostname()):
-            return None
-        pid, host = holder
-        if host != socket.gethostname():
-            return holder
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None  # its writer is gone: stale
-        except PermissionError:
-            pass  # alive, another user's
-        return holder
-
-    def acquire(self) -> None:
-        """Take the lock (atomically: a complete lock file is linked into place), or raise UserError."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        mine = self.path.with_name(f"{self.path.name}.{os.getpid()}")
-        mine.write_text(f"{os.getpid()} {socket.gethostname()}\n")
-        try:
-            for _ in range(2):
-                try:
-                    os.link(mine, self.path)
-                    return
-                except FileExistsError:
-                    holder = self._held_by_other()
-                    if holder is not None:
-                        raise UserError(
-                            f"{self.dataset}: another process (PID {holder[0]} on {holder[1]}) is "
-                            f"writing this dataset; wait for it to end, or if it is no longer running, "
-                            f"delete {self.path} and retry") from None
-                    self.path.unlink(missing_ok=True)  # stale: its writer is gone
-            raise UserError(f"{self.dataset}: could not take the write lock {self.path} (another "
-                            f"writer keeps taking it); run one `nopx datagen` per file")
-        finally:
-            mine.unlink(missing_ok=True)
-
-    def release(self) -> None:
-        """Remove the lock file if this process holds it."""
-        if self.holder() == (os.getpid(), socket.gethostname()):
-            self.path.unlink(missing_ok=True)
 
 
 class DatasetWriter:
