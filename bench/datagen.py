@@ -1,258 +1,239 @@
-#!/usr/bin/env python
-"""Datagen engines against the best baselines, side by side on the same systems (goals G1-G4).
+#!/usr/bin/env python3
+"""`nopx datagen` end to end against expert pipelines: sampling, assembly, solve and file.
 
-Every goal builds one list of systems with a nopx family, then solves it with each method,
-interleaved chain by chain (rotating who goes first), single-threaded (BLAS/MKL pinned to
-one thread; both sides would scale alike over ``--workers``). Assembly is excluded for all
-methods alike; nopx's chain planning (features + sort) is charged to nopx. nopx methods run
-as the runner does: chains of ``--chain`` sorted samples, a fresh engine call per chain.
+For each workload the same recipe is made, start to file, by:
 
-  G1  2-D Darcy (pwc, smooth), N=256: nopx `pardiso` (Cholesky, analysis reused per chain)
-      and `amg` (hierarchy refitted per chain) vs splu+MMD, AMG-CG (pyamg), ILU-GMRES,
-      pypardiso (plain, analysis every system).
-  G2  indefinite Helmholtz, N=256: nopx `pardiso` (LDLᵀ, analysis reused), `gcrodr`+ILU
-      (recycled) vs splu, ILU-GMRES, pypardiso.
-  G3  3-D Darcy pwc 64³: nopx `amg` (refitted hierarchy, float32 V-cycle) vs AMG-CG (pyamg,
-      best of its own solve and SciPy CG). splu is not run at 64³ (5 s per system at 32³).
-  G4  SKR parity, Darcy n = 100² (lognormal, like SKR's exp(GRF)): GCRO-DR(40,20)+Jacobi,
-      sorted, vs GMRES(40)+Jacobi (the same code with k = 0), unsorted, no recycling.
+* nopx: ``python -m nopx datagen --config R --set ...`` with its defaults (worker count,
+  thread pinning) and the engine named in :data:`WORKLOADS`;
+* the expert pipelines of ``bench/peers/datagen_baselines.py`` (PARDISO Cholesky or
+  ``LDLᵀ`` with the analysis reused, SuperLU, pyamg AMG-CG with the hierarchy reused), each
+  using both cores: one process with two threads, or two processes with one thread each on
+  alternate samples (``--cores``), every variant that makes sense for the method.
 
-Accuracy: max relative error against a direct (or, at 64³, a 1e-12 AMG-CG) solution,
-required ≤ 1e-7 at rtol 1e-8. A method over its --budget seconds in a goal stops; its total
-is extrapolated and flagged "est".
+Each run is a fresh set of processes timed from start to exit (imports included on both
+sides), all storing float64. Runs rotate their order per workload and ``--repeats`` times;
+the foreign CPU share while each ran is recorded (``contention.py``), and a run above
+``--max-other-cpu`` is marked contended. Speed-up = the best baseline's wall time / nopx's.
 
-Usage:  python bench/datagen.py [--goals G1 G2 G3 G4] [--count 100] [--count3d 20] [--out F]
+Accuracy: ``--check`` of nopx's stored ``u`` (evenly spaced samples) are compared with an
+independent direct solve of the same system (SuperLU in 2-D, PARDISO in 3-D): relative L2
+error ≤ 1e-7 required.
+
+Usage (repository root)::
+
+    python bench/datagen.py                      # all workloads at full size -> RESULTS.md
+    python bench/datagen.py --quick              # small grids, few samples, no file written
+    python bench/datagen.py --workloads pwc,helmholtz --no-write
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import os
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_name] = "1"
+import numpy as np
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
+from contention import run_children, wait_for_quiet
 
-import numpy as np  # noqa: E402
-import pyamg  # noqa: E402
-import scipy.sparse as sp  # noqa: E402
-import scipy.sparse.linalg as spla  # noqa: E402
-
-import nopx.datagen as dg  # noqa: E402
-from nopx.datagen.family import sample_features  # noqa: E402
-from nopx.datagen.pardiso import pardiso_available  # noqa: E402
-from nopx.datagen.solvers import SolveStats  # noqa: E402
-from nopx.datagen.sorting import plan_chains  # noqa: E402
-
-RTOL = 1e-8
-Engine = Callable[[list], Iterator[tuple[np.ndarray, SolveStats]]]
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+BASELINES = HERE / "peers" / "datagen_baselines.py"
+RESULTS = HERE / "RESULTS.md"
+MARKS = ("<!-- BEGIN bench/datagen.py (generated; edit outside the markers) -->",
+         "<!-- END bench/datagen.py -->")
+TOLERANCE = 1e-7
 
 
-def _stats(matrix, x, rhs, start, matvecs=0) -> SolveStats:
-    return SolveStats.measure(matrix, x, rhs, start=start, matvecs=matvecs)
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    recipe: str
+    sets: tuple[str, ...]          # full size
+    quick: tuple[str, ...]         # --quick
+    nopx: tuple[str, ...]          # nopx's engine settings
+    baselines: tuple[str, ...]
+    indefinite: bool = False
 
 
-def pyamg_cg(systems):
-    """AMG-CG baseline: a fresh pyamg SA hierarchy per system; the faster of pyamg's CG and SciPy's CG."""
-    for matrix, rhs in systems:
-        start = time.perf_counter()
-        ml = pyamg.smoothed_aggregation_solver(sp.csr_matrix(matrix))
-        x, _ = spla.cg(matrix, rhs, rtol=0.5 * RTOL, atol=0.0, M=ml.aspreconditioner(), maxiter=500)
-        yield x, _stats(matrix, x, rhs, start)
+WORKLOADS = {
+    "pwc": Workload("experiments/datagen/darcy_pwc.yaml", ("grid.n=256", "samples=100"),
+                    ("grid.n=64", "samples=24"),
+                    ("solver.method=amg", "solver.chain=32", "solver.sort=true"),
+                    ("pardiso", "splu", "amg")),
+    "smooth": Workload("experiments/datagen/darcy_smooth.yaml", ("grid.n=256", "samples=100"),
+                       ("grid.n=64", "samples=24"), (), ("pardiso", "splu", "amg")),
+    "helmholtz": Workload("experiments/datagen/helmholtz.yaml", ("grid.n=256", "samples=100"),
+                          ("grid.n=64", "samples=24"), (), ("pardiso", "splu"), indefinite=True),
+    # SuperLU is left out at 64³: about 5 s per system already at 32³ (DATAGEN.md).
+    "darcy3d": Workload("experiments/datagen/darcy3d.yaml", ("grid.n=64", "samples=100"),
+                        ("grid.n=16", "samples=8"), (), ("pardiso", "amg")),
+}
+# (label, processes, threads per process) per baseline: both cores used either way.
+LAYOUTS = {"pardiso": (("2 threads", 1, 2), ("2 processes", 2, 1)),
+           "splu": (("2 processes", 2, 1),), "amg": (("2 processes", 2, 1),)}
 
 
-def pyamg_solve(systems):
-    """AMG-CG baseline as DATAGEN.md measured it: ``ml.solve(b, tol, accel='cg')``."""
-    for matrix, rhs in systems:
-        start = time.perf_counter()
-        ml = pyamg.smoothed_aggregation_solver(sp.csr_matrix(matrix))
-        x = ml.solve(rhs, tol=0.5 * RTOL, accel="cg", maxiter=500)
-        yield x, _stats(matrix, x, rhs, start)
+def _sets(values: tuple[str, ...]) -> list[str]:
+    return [arg for v in values for arg in ("--set", v)]
 
 
-def plain_pypardiso(systems):
-    """pypardiso.spsolve per system (LU, analysis every system): DATAGEN §4's PARDISO baseline."""
-    import pypardiso
-
-    for matrix, rhs in systems:
-        start = time.perf_counter()
-        x = pypardiso.spsolve(sp.csr_matrix(matrix), rhs)
-        yield x, _stats(matrix, x, rhs, start)
+def _threads_env(threads: int) -> dict[str, str]:
+    return {name: str(threads) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                            "OPENBLAS_NUM_THREADS")}
 
 
-def engine(method: str, **options) -> Engine:
-    built = dg.build_solver(method, **options)
-    return built.solve
+def runs_of(name: str, w: Workload, sets: list[str], tmp: Path) -> list[tuple[str, list, dict]]:
+    """``(label, argvs run side by side, environment)`` of every side of one workload."""
+    recipe = str(REPO / w.recipe)
+    runs = [("nopx datagen" + (f" ({', '.join(w.nopx)})" if w.nopx else ""),
+             [[sys.executable, "-m", "nopx", "datagen", "--config", recipe, *sets, *_sets(w.nopx),
+               "--out", str(tmp / f"{name}-nopx.h5")]], {})]
+    for method in w.baselines:
+        for label, processes, threads in LAYOUTS[method]:
+            argvs = [[sys.executable, str(BASELINES), "--recipe", recipe, *sets, "--method", method,
+                      "--part", f"{i}/{processes}", "--out", str(tmp / f"{name}-{method}-{i}.h5")]
+                     + (["--indefinite"] if w.indefinite and method == "pardiso" else [])
+                     for i in range(processes)]
+            runs.append((f"{method} ({label})", argvs, _threads_env(threads)))
+    return runs
 
 
-def run_goal(title: str, systems: list, features: np.ndarray, methods: dict[str, tuple[Engine, bool, bool]],
-             chain: int, budget: float, reference: np.ndarray | None) -> dict:
-    """Solve ``systems`` with every method; ``methods[name] = (engine, chained_and_sorted, baseline)``."""
-    count = len(systems)
-    start = time.perf_counter()
-    sorted_chains = plan_chains(features, chain)
-    plan_seconds = time.perf_counter() - start
-    natural = [list(range(lo, min(lo + chain, count))) for lo in range(0, count, chain)]
-    rows = {name: dict(seconds=plan_seconds if sort else 0.0, matvecs=0, done=0, worst_residual=0.0,
-                       solutions={}, baseline=baseline, retried=0)
-            for name, (_, sort, baseline) in methods.items()}
-    names = list(methods)
-    for c in range(len(natural)):
-        for name in names[c % len(names):] + names[: c % len(names)]:
-            fn, sort, _ = methods[name]
-            row = rows[name]
-            if row["seconds"] > budget:
-                continue
-            members = (sorted_chains if sort else natural)[c] if c < len(sorted_chains if sort else natural) else []
-            for index, (x, stats) in zip(members, fn([systems[i] for i in members]), strict=True):
-                row["seconds"] += stats.seconds
-                row["matvecs"] += stats.matvecs
-                row["done"] += 1
-                row["worst_residual"] = max(row["worst_residual"], stats.residual)
-                row["retried"] += int(not stats.residual <= RTOL)
-                row["solutions"][index] = x
-        print(f"  [{title}] chain {c + 1}/{len(natural)}: " + ", ".join(
-            f"{n} {1e3 * r['seconds'] / max(r['done'], 1):.0f}ms" for n, r in rows.items()), flush=True)
-    if reference is None:
-        reference = rows["splu"]["solutions"]
-    table = []
-    for name, row in rows.items():
-        errors = [np.linalg.norm(x - reference[i]) / np.linalg.norm(reference[i])
-                  for i, x in row["solutions"].items() if i in reference]
-        per = row["seconds"] / max(row["done"], 1)
-        table.append(dict(method=name, baseline=row["baseline"], done=row["done"], partial=row["done"] < count,
-                          ms_per_system=1e3 * per, total_s=per * count,
-                          matvecs_per_system=row["matvecs"] / max(row["done"], 1),
-                          max_rel_error=max(errors) if errors else None, worst_residual=row["worst_residual"],
-                          misses=row["retried"]))
-    valid = [r for r in table if r["misses"] == 0 and (r["max_rel_error"] or 0) <= 1e-7]
-    baselines = [r for r in valid if r["baseline"]]
-    best = min(baselines, key=lambda r: r["ms_per_system"]) if baselines else None
-    for r in table:
-        r["speedup_vs_best_baseline"] = best["ms_per_system"] / r["ms_per_system"] if best else None
-    return dict(goal=title, count=count, unknowns=systems[0][0].shape[0], chain=chain, plan_seconds=plan_seconds,
-                best_baseline=best["method"] if best else None, rows=table)
+def check_accuracy(w: Workload, sets: list[str], path: Path, count: int) -> float:
+    """Largest relative L2 error of ``count`` stored ``u`` against an independent direct solve."""
+    import scipy.sparse.linalg as spla
+
+    from nopx.datagen import load_recipe, open_dataset
+
+    recipe = load_recipe(REPO / w.recipe, [v for v in sets if v != "--set"])
+    family = recipe.family()
+    worst = 0.0
+    with open_dataset(path) as data:
+        for j in np.linspace(0, data.n_samples - 1, min(count, data.n_samples)).astype(int):
+            problem = family.problem(recipe.first_index + int(j))
+            if family.grid.ndim == 3:
+                import pypardiso
+
+                x = pypardiso.spsolve(problem.matrix.tocsr(), problem.rhs)
+            else:
+                x = spla.splu(problem.matrix.tocsc(), permc_spec="MMD_AT_PLUS_A").solve(problem.rhs)
+            ref = family.fields_of(problem, x)["u"]
+            stored = data.read_range("u", int(j), int(j) + 1)[0]
+            worst = max(worst, float(np.linalg.norm(stored - ref) / np.linalg.norm(ref)))
+    return worst
 
 
-def make(pde: str, n: int, count: int, **config) -> tuple[list, np.ndarray]:
-    cls = dg.family_class(pde)
-    family = cls(cls.config_type(**config), grid=dg.CellGrid(n=n, ndim=cls.ndim), seed=0)
-    problems = [family.problem(i) for i in range(count)]
-    features = np.stack([sample_features(family, i) for i in range(count)])
-    return [(sp.csc_matrix(p.matrix), p.rhs) for p in problems], features
-
-
-def goal_g1(args) -> list[dict]:
+def measure(names: list[str], args: argparse.Namespace) -> list[dict]:
     results = []
-    for label, config in (("G1 darcy pwc", {}), ("G1 darcy smooth", {"coefficient": "smooth"})):
-        systems, features = make("darcy", 256, args.count, **config)
-        methods = {
-            "splu": (engine("direct"), False, True),
-            "amg_cg(pyamg)": (pyamg_cg, False, True),
-            "ilu_gmres": (engine("gmres", preconditioner="ilu", rtol=RTOL), False, True),
-            "nopx amg (refit)": (engine("amg", rtol=RTOL), True, False),
-        }
-        if pardiso_available():
-            methods["pypardiso"] = (plain_pypardiso, False, True)
-            methods["nopx pardiso"] = (engine("pardiso"), True, False)
-        results.append(run_goal(label, systems, features, methods, args.chain, args.budget, None))
+    with tempfile.TemporaryDirectory(prefix="nopx-datagen-bench-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        for n, name in enumerate(names):
+            w = WORKLOADS[name]
+            sets = _sets((*(w.quick if args.quick else w.sets), "storage.dtype=float64"))
+            runs = runs_of(name, w, sets, tmp)
+            rows = {label: {"label": label, "walls": [], "shares": [], "error": None}
+                    for label, _, _ in runs}
+            for repeat in range(args.repeats):
+                shift = (n + repeat) % len(runs)
+                for label, argvs, env in runs[shift:] + runs[:shift]:
+                    if rows[label]["error"]:
+                        continue
+                    for argv in argvs:  # a run writes new files
+                        Path(argv[argv.index("--out") + 1]).unlink(missing_ok=True)
+                    wait_for_quiet(args.quiet_wait, args.max_other_cpu)
+                    procs, share, wall = run_children(argvs, env)
+                    failed = [p for p in procs if p.returncode != 0]
+                    if failed:
+                        rows[label]["error"] = (failed[0].stderr.strip().splitlines() or ["?"])[-1]
+                    rows[label]["walls"].append(wall)
+                    rows[label]["shares"].append(share)
+                    print(f"[{name}] {label}: {wall:.1f} s, other CPU "
+                          f"{'n/a' if share is None else f'{share:.0%}'}"
+                          + (f", FAILED: {rows[label]['error']}" if failed else ""),
+                          file=sys.stderr, flush=True)
+            nopx_file = tmp / f"{name}-nopx.h5"
+            accuracy = (check_accuracy(w, sets, nopx_file, args.check)
+                        if nopx_file.exists() else None)
+            results.append({"workload": name, "sets": [v for v in sets if v != "--set"],
+                            "rows": list(rows.values()), "accuracy": accuracy})
     return results
 
 
-def goal_g2(args) -> list[dict]:
-    systems, features = make("helmholtz", 256, args.count)
-    methods = {
-        "splu": (engine("direct"), False, True),
-        "ilu_gmres": (engine("gmres", preconditioner="ilu", rtol=RTOL), False, True),
-        "nopx gcrodr+ilu": (engine("gcrodr", m=40, k=20, preconditioner="ilu", rtol=RTOL), True, False),
-    }
-    if pardiso_available():
-        methods["pypardiso"] = (plain_pypardiso, False, True)
-        methods["nopx pardiso"] = (engine("pardiso"), True, False)
-    return [run_goal("G2 helmholtz", systems, features, methods, args.chain, args.budget, None)]
-
-
-def goal_g3(args) -> list[dict]:
-    systems, features = make("darcy3d", 64, args.count3d)
-    reference_engine = dg.build_solver("amg", rtol=1e-12, precision="float64")
-    reference = {i: x for i, (x, _) in enumerate(reference_engine.solve(systems))}
-    methods = {
-        "amg_cg(pyamg+scipy)": (pyamg_cg, False, True),
-        "amg_cg(pyamg solve)": (pyamg_solve, False, True),
-        "nopx amg (refit, f32 cycle)": (engine("amg", rtol=RTOL), True, False),
-    }
-    return [run_goal("G3 darcy3d 64^3", systems, features, methods, args.chain3d, args.budget, reference)]
-
-
-def goal_g4(args) -> list[dict]:
-    results = []
-    for label, config in (("G4 SKR darcy lognormal", {"coefficient": "lognormal"}), ("G4 SKR darcy pwc", {})):
-        systems, features = make("darcy", 100, args.count, **config)
-        methods = {
-            "splu": (engine("direct"), False, True),
-            "gmres40+jacobi (k=0)": (engine("gcrodr", m=40, k=0, preconditioner="jacobi", rtol=RTOL), False, True),
-            "gcrodr40,20+jacobi unsorted": (engine("gcrodr", m=40, k=20, preconditioner="jacobi", rtol=RTOL),
-                                            False, False),
-            "gcrodr40,20+jacobi sorted": (engine("gcrodr", m=40, k=20, preconditioner="jacobi", rtol=RTOL),
-                                          True, False),
-        }
-        result = run_goal(label, systems, features, methods, args.count, args.budget, None)
-        rows = {r["method"]: r for r in result["rows"]}
-        plain = rows["gmres40+jacobi (k=0)"]
-        for r in result["rows"]:
-            r["time_ratio_vs_gmres"] = plain["ms_per_system"] / r["ms_per_system"]
-            r["matvec_ratio_vs_gmres"] = (plain["matvecs_per_system"] / r["matvecs_per_system"]
-                                          if r["matvecs_per_system"] else None)
-        results.append(result)
-    return results
-
-
-def markdown(results: list[dict]) -> str:
-    fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+def markdown(results: list[dict], max_share: float) -> str:
     lines = []
     for res in results:
-        lines.append(f"\n### {res['goal']}: {res['count']} systems, {res['unknowns']} unknowns, chains of "
-                     f"{res['chain']}; best baseline: **{res['best_baseline']}**\n")
-        extra = "time/mat-vec ratio vs GMRES |" if "time_ratio_vs_gmres" in res["rows"][0] else ""
-        lines.append(f"| method | baseline | done | ms/system | total s | mat-vecs/system | max rel err | misses | "
-                     f"speedup vs best baseline | {extra}")
-        lines.append("|---" * (10 if extra else 9) + "|")
+        rows = [r for r in res["rows"] if not r["error"]]
+        nopx = next((r for r in rows if r["label"].startswith("nopx")), None)
+        baselines = [r for r in rows if not r["label"].startswith("nopx")]
+        best = min(baselines, key=lambda r: min(r["walls"])) if baselines else None
+        acc = res["accuracy"]
+        lines += ["", f"### {res['workload']}: `{' '.join(res['sets'])}`", "",
+                  (f"Best baseline: **{best['label']}**; nopx speed-up "
+                   f"**{min(best['walls']) / min(nopx['walls']):.2f}x** end to end" if best and nopx
+                   else "No complete comparison")
+                  + f"; accuracy: max rel. L2 error of nopx's stored u vs a direct solve "
+                  f"{'—' if acc is None else f'{acc:.1e}'} "
+                  f"({'ok' if acc is not None and acc <= TOLERANCE else 'NOT ok'} at ≤ 1e-7)", "",
+                  "| side | wall s (best of runs) | all runs | other CPU | contended |",
+                  "|---|---|---|---|---|"]
         for r in res["rows"]:
-            total = f"{r['total_s']:.1f}" + (" est" if r["partial"] else "")
-            cell = (f" {r['time_ratio_vs_gmres']:.2f} / {fmt(r['matvec_ratio_vs_gmres'], '.1f')} |" if extra else "")
-            lines.append(f"| {r['method']} | {'yes' if r['baseline'] else ''} | {r['done']} | {r['ms_per_system']:.1f} "
-                         f"| {total} | {r['matvecs_per_system']:.0f} | {fmt(r['max_rel_error'], '.1e')} | "
-                         f"{r['misses']} | {fmt(r['speedup_vs_best_baseline'], '.2f')} |{cell}")
+            if r["error"]:
+                lines.append(f"| {r['label']} | failed: {r['error']} | | | |")
+                continue
+            shares = [s for s in r["shares"] if s is not None]
+            lines.append(f"| {r['label']} | {min(r['walls']):.1f} | "
+                         f"{', '.join(f'{v:.1f}' for v in r['walls'])} | "
+                         f"{', '.join(f'{s:.0%}' for s in shares) or 'n/a'} | "
+                         f"{'**yes**' if any(s > max_share for s in shares) else 'no'} |")
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--goals", nargs="+", default=["G1", "G2", "G3", "G4"])
-    parser.add_argument("--count", type=int, default=100, help="systems per 2-D goal")
-    parser.add_argument("--count3d", type=int, default=20, help="systems for G3 (64^3)")
-    parser.add_argument("--chain", type=int, default=32)
-    parser.add_argument("--chain3d", type=int, default=10)
-    parser.add_argument("--budget", type=float, default=90.0, help="seconds per method per goal")
-    parser.add_argument("--out", default=None, help="write the JSON results here")
+def write_results(block: str) -> None:
+    text = RESULTS.read_text()
+    begin, end = MARKS
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    RESULTS.write_text(text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--quick", action="store_true",
+                        help="small grids and few samples, no waiting, no file written")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--check", type=int, default=20, help="stored samples checked (accuracy)")
+    parser.add_argument("--max-other-cpu", type=float, default=0.05)
+    parser.add_argument("--quiet-wait", type=float, default=120.0)
+    parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    goals = {"G1": goal_g1, "G2": goal_g2, "G3": goal_g3, "G4": goal_g4}
-    started = time.perf_counter()
-    results = []
-    for goal in args.goals:
-        results += goals[goal](args)
-        print(markdown(results[-1:]), flush=True)
-    print("\n# all goals" + markdown(results))
-    print(f"\nwall {time.perf_counter() - started:.0f} s on {platform.machine()} ({os.cpu_count()} cores), "
-          f"pyamg {pyamg.__version__}, pardiso {'yes' if pardiso_available() else 'no'}")
-    if args.out:
-        with open(args.out, "w") as fh:
-            json.dump(results, fh, indent=1)
+    if args.quick:
+        args.quiet_wait, args.no_write, args.check = 0.0, True, min(args.check, 4)
+    names = [n.strip() for n in args.workloads.split(",") if n.strip()]
+    if unknown := [n for n in names if n not in WORKLOADS]:
+        raise SystemExit(f"unknown workload(s) {unknown}; known: {sorted(WORKLOADS)}")
+    os.chdir(REPO)  # the recipes' relative paths and `python -m nopx` resolve from here
+    results = measure(names, args)
+    body = markdown(results, args.max_other_cpu)
+    print(body)
+    if not args.no_write:
+        command = " ".join(shlex.quote(a) for a in ["python", "bench/datagen.py", *sys.argv[1:]])
+        write_results("\n".join([
+            MARKS[0], "## Datagen end to end: `nopx datagen` vs expert pipelines (`bench/datagen.py`)",
+            "", f"- Date: {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, {os.cpu_count()} CPUs; "
+            f"command `{command}`",
+            "- Wall time from process start to exit, file written (float64), both cores used by "
+            "every side; **rows marked contended had other processes using CPU meanwhile**.",
+            body, "", MARKS[1]]))
+    return 0 if all(r["accuracy"] is not None and r["accuracy"] <= TOLERANCE for r in results) else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from nopx.datagen.blas_threads import blas_threads
 from nopx.datagen.chain import solve_chain
 from nopx.datagen.dataset import DatasetReader, DatasetWriter, open_dataset
 from nopx.datagen.faults import fault_point
@@ -45,6 +46,9 @@ __all__ = ["generate", "merge", "shard_path", "plan"]
 
 #: Samples per write when merging shards.
 MERGE_BLOCK = 16
+#: Stored values (samples x points) below which one process does the whole job by default:
+#: starting a worker costs about a second of imports, about what such a job takes in total.
+SMALL_JOB = 1_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +119,21 @@ def plan(recipe: Recipe, family: Family, first: int, count: int) -> list[list[in
     return plan_chains(features, recipe.solver.chain, sort=recipe.solver.sort)
 
 
+def block_size(recipe: Recipe) -> int:
+    """Samples one engine call makes: a batch family's ``batch_size``, else ``solver.chain``."""
+    family, _ = _built(recipe)
+    return family.batch_size if hasattr(family, "generate_batch") else recipe.solver.chain
+
+
+def solve_block(recipe: Recipe, first: int, count: int) -> Iterator[_Chunk]:
+    """Global samples ``first .. first + count - 1``, made in this process as :func:`generate`
+    makes a file of them (one chunk per planned chain), but kept in memory (online data)."""
+    family, _ = _built(recipe)
+    every = frozenset(range(count))
+    for chain in plan(recipe, family, first, count):
+        yield _solve_chunk((recipe, first, chain, every))
+
+
 def shard_path(out: str | pathlib.Path, shard: tuple[int, int]) -> pathlib.Path:
     """Default file of a shard: ``data/x.h5`` → ``data/x.shard1of4.h5``.
 
@@ -176,7 +195,8 @@ def _lookup(mapping: dict[str, Any], key: str) -> Any:
 def _results(tasks: list[tuple[Recipe, int, list[int], frozenset[int]]],
              workers: int) -> Generator[_Chunk, None, None]:
     if workers == 1:
-        yield from map(_solve_chunk, tasks)
+        with blas_threads(1):  # the env below only reaches libraries not loaded yet
+            yield from map(_solve_chunk, tasks)
         return
     # spawn: never fork a process that may hold JAX/BLAS threads or an open HDF5 file.
     # Workers already share the cores: one BLAS/MKL thread each (threads spin-waiting on a
@@ -196,6 +216,19 @@ def _results(tasks: list[tuple[Recipe, int, list[int], frozenset[int]]],
             pool.shutdown(cancel_futures=True)
 
 
+def usable_cores() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def default_workers(family: Family | BatchFamily, samples: int, chains: int) -> int:
+    """One worker per usable core (at most one per chain), or 1 for a job under :data:`SMALL_JOB`."""
+    values = samples * sum(int(np.prod(shape)) for shape in stored_shapes(family).values())
+    return 1 if values < SMALL_JOB else max(1, min(usable_cores(), chains))
+
+
 @contextlib.contextmanager
 def _single_threaded_children() -> Generator[None, None, None]:
     names = [name for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -213,9 +246,11 @@ def generate(
     out: str | pathlib.Path | None = None,
     *,
     resume: bool = False,
-    workers: int = 1,
+    workers: int | None = None,
     shard: tuple[int, int] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    executor: str = "local",
+    address: str | None = None,
 ) -> pathlib.Path:
     """Generate the dataset of ``recipe`` into ``out`` (default ``recipe.out``, or its shard file).
 
@@ -225,15 +260,29 @@ def generate(
       resume: complete an existing, incomplete file made by the same recipe; without it an
         existing file is an error.
       workers: solver processes (started with ``spawn``: a script calling this needs the
-        ``if __name__ == "__main__":`` guard); the calling process writes.
+        ``if __name__ == "__main__":`` guard); the calling process writes. ``None``:
+        :func:`default_workers`. Every solver process, this one included, runs its BLAS on
+        one thread (:mod:`~nopx.datagen.blas_threads`).
       shard: ``(i, count)``: write only the ``i``-th of ``count`` contiguous blocks.
       progress: called as ``progress(done, total)`` at the start and after every chunk.
+      executor: ``local`` (this machine's processes) or ``ray``: the same chains as Ray
+        tasks (:mod:`nopx.datagen.ray_executor`; the file is the same, bit for bit).
+      address: the Ray cluster to join (``ray`` only; default: a local instance with
+        ``workers`` CPUs).
 
     Returns:
       The path of the complete file.
     """
-    if workers < 1:
+    if workers is not None and workers < 1:
         raise UserError(f"--workers {workers}: need at least one worker")
+    if executor not in ("local", "ray"):
+        raise UserError(f"--executor {executor}: unknown; use local or ray")
+    if address is not None and executor != "ray":
+        raise UserError("--address names a Ray cluster: add --executor ray, or drop --address")
+    if executor == "ray":
+        from nopx.datagen import ray_executor
+
+        ray_executor.require_ray()  # a missing Ray is reported before a file is touched
     path = pathlib.Path(out) if out is not None else (
         pathlib.Path(recipe.out) if shard is None else shard_path(recipe.out, shard))
     start, stop = _block(recipe.samples, shard)
@@ -264,7 +313,13 @@ def generate(
         todo = frozenset(np.flatnonzero(~done).tolist())
         tasks = [(recipe, first, chain, todo & frozenset(chain))
                  for chain in plan(recipe, family, first, total) if todo.intersection(chain)]
-        with contextlib.closing(_results(tasks, workers)) as results:
+        if workers is None:
+            workers = default_workers(family, len(todo), len(tasks))
+        if executor == "ray":
+            solved = ray_executor.ray_map(_solve_chunk, tasks, address=address, workers=workers)
+        else:
+            solved = _results(tasks, workers)
+        with contextlib.closing(solved) as results:
             for chunk in _kept_on_failure(results, path):
                 writer.write(chunk.indices, chunk.fields, chunk.params, iterations=chunk.iterations,
                              matvecs=chunk.matvecs, residual=chunk.residual, seconds=chunk.seconds,

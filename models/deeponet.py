@@ -143,6 +143,11 @@ class _GridOperator(nnx.Module):
     input's own grid.
     """
 
+    # Parameter sharding over a mesh's "model" axis (nopx.parallel.param_shardings): the
+    # branch and trunk kernels (ensemble, in, out) and the encoder's conv kernels along their
+    # output axis; the rest is replicated.
+    sharding_rules = ((r"kernels/\d+$", -1), (r"kernel$", -1))
+
     def __init__(self, in_channels: int, out_channels: int, sensors: Sequence[int],
                  encoder: str, conv_channels: Sequence[int], kernel_size: int, stride: int,
                  activation: Activation, rngs: nnx.Rngs) -> None:

@@ -67,6 +67,11 @@ class FNO(nnx.Module):
     (4, 32, 32, 1)
     """
 
+    # Parameter sharding over a mesh's "model" axis (nopx.parallel.param_shardings): the
+    # spectral weights (*kept, C_in, C_out) and every channel-MLP, skip, lifting and projection
+    # kernel (C_in, C_out) along their output channels; the rest is replicated.
+    sharding_rules = ((r"conv/weight_(real|imag)$", -1), (r"kernel$", -1))
+
     def __init__(self, in_channels: int, out_channels: int, n_modes: Sequence[int],
                  hidden_channels: int, n_layers: int = 4, *,
                  lifting_channel_ratio: float | None = 2,
@@ -116,6 +121,14 @@ class FNO(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """``(B, n_1, ..., n_d, C_in) -> (B, n_1, ..., n_d, C_out)``."""
+        return self.head(self.trunk(x), x.shape[1:-1])
+
+    def trunk(self, x: jax.Array) -> jax.Array:
+        """All before the last block: ``(B, *n, C_in) -> (B, *padded n, hidden_channels)``.
+
+        With :meth:`head`, the cut at the last spectral convolution that Spectral-Refiner
+        fine-tunes (:mod:`nopx.refine`).
+        """
         dim = len(self.n_modes)
         if x.ndim != dim + 2 or x.shape[-1] != self.in_channels:
             raise ValueError(f"FNO expects (batch, {dim} spatial axes, {self.in_channels} "
@@ -124,9 +137,15 @@ class FNO(nnx.Module):
             x = append_grid(x)
         x = self.lifting(x)
         if self.domain_padding is not None:
-            x, pads = pad_domain(x, self.domain_padding)
-        for block in self.blocks:
+            x, _ = pad_domain(x, self.domain_padding)
+        for block in self.blocks[:-1]:
             x = block(x)
+        return x
+
+    def head(self, v: jax.Array, grid: Sequence[int]) -> jax.Array:
+        """The last block, unpadding and projection: :meth:`trunk`'s output on the input
+        ``grid`` ``-> (B, *grid, C_out)``."""
+        x = self.blocks[-1](v)
         if self.domain_padding is not None:
-            x = unpad_domain(x, pads)
+            x = unpad_domain(x, domain_pads(grid, self.domain_padding))
         return self.projection(x)

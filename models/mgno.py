@@ -206,6 +206,10 @@ class MgNO(nnx.Module):
     (2, 24, 24, 1)
     """
 
+    # Parameter sharding over a mesh's "model" axis (nopx.parallel.param_shardings): every
+    # convolution kernel (3, 3, C_in, C_out) and linear kernel along its output channels.
+    sharding_rules = ((r"kernel$", -1),)
+
     def __init__(self, in_channels: int, out_channels: int, hidden_channels: int = 24,
                  n_layers: int = 5, *, levels: Sequence[Sequence[int]] = DARCY_LEVELS,
                  dim: int = 2, padding_mode: str = "zeros",

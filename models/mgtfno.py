@@ -50,6 +50,9 @@ class MGTFNO(MultigridPatching):
     (6, (2, 16, 16, 1))
     """
 
+    # The wrapped TFNO's rules (its parameters sit under "model/").
+    sharding_rules = TFNO.sharding_rules
+
     def __init__(self, in_channels: int, out_channels: int, n_modes: Sequence[int],
                  hidden_channels: int, n_layers: int = 4, *, levels: int = 1,
                  padding_fraction: float = 0.078125, stitching: bool = True,

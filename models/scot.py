@@ -200,6 +200,16 @@ class ScOT(nnx.Module):
     (3, 32, 24, 1)
     """
 
+    # Parameter sharding over a mesh's "model" axis (nopx.parallel.param_shardings), by
+    # attention head: query/key/value kernels (C, heads·d) on their output axis, the output
+    # projection (heads·d, C) on its input axis, the relative-position bias (·, heads) and
+    # logit scales (heads,) on the head axis; MLP, patch and conv kernels on output channels.
+    sharding_rules = ((r"attention/(query|key|value)/kernel$", -1),
+                      (r"attention/output/kernel$", 0),
+                      (r"attention/cpb_out/kernel$", -1),
+                      (r"attention/logit_scale$", 0),
+                      (r"kernel$", -1))
+
     def __init__(self, in_channels: int, out_channels: int, size: str | None = None, *,
                  hidden_channels: int | None = None, depths: Sequence[int] | None = None,
                  n_heads: Sequence[int] | None = None, skip_blocks: Sequence[int] | None = None,
@@ -249,6 +259,12 @@ class ScOT(nnx.Module):
                                           padding="VALID", rngs=rngs)
         self.mixup = nnx.Conv(out_channels, out_channels, (5, 5), padding=2, use_bias=False,
                               rngs=rngs)
+
+    @staticmethod
+    def takes_time(kwargs: dict[str, Any]) -> bool:
+        """Called ``model(x, t)`` unless built with ``time_conditioning=False`` (the
+        capability :mod:`nopx.training.tasks` asks a model class for)."""
+        return bool(kwargs.get("time_conditioning", True))
 
     def __call__(self, x: jax.Array, t: jax.Array | None = None) -> jax.Array:
         """``(B, H, W, C_in)``, lead time ``t (B,)`` (or a scalar) → ``(B, H, W, C_out)``."""

@@ -157,6 +157,11 @@ class SFNO(nnx.Module):
       rngs: random streams (``None``: ``nnx.Rngs(0)``).
     """
 
+    # Parameter sharding over a mesh's "model" axis (nopx.parallel.param_shardings): the
+    # space-time spectral weights (*kept, C_in, C_out) and the channel-MLP and skip kernels
+    # along their output channels; the rest is replicated.
+    sharding_rules = ((r"weight_(real|imag)$", -1), (r"kernel$", -1))
+
     def __init__(self, in_channels: int, out_channels: int,
                  n_modes: Sequence[int] = (12, 12, 5), hidden_channels: int = 20,
                  n_layers: int = 4, *, latent_steps: int = 10, channel_expansion: int = 4,

@@ -59,6 +59,10 @@ class TFNO(FNO):
     'tucker'
     """
 
+    # The FNO's rules, and the factors of a factorized spectral weight (CP/Tucker factors
+    # (n, rank), Tucker core, TT cores (r, n, r')) along their last rank axis.
+    sharding_rules = (*FNO.sharding_rules, (r"conv/weight/(real|imag)/\d+$", -1))
+
     def __init__(self, in_channels: int, out_channels: int, n_modes: Sequence[int],
                  hidden_channels: int, n_layers: int = 4, *,
                  factorization: Factorization = "tucker", rank: Rank = 0.1,

@@ -20,8 +20,10 @@ INTERRUPTED = 130
 
 # XLA:CPU allocates a scratch buffer of hundreds of MB per train step; glibc's default serves it
 # with mmap/munmap each time (~67k page faults, a quarter of the step's CPU on a 2-core box).
-# Keeping it on the heap removes that. glibc reads the tunables only at process start, hence
-# the re-exec. Measured in bench/RESULTS.md ("malloc=tuned").
+# Keeping it on the heap removes that. `import nopx` already applies the same settings with
+# mallopt (nopx/_malloc.py), which cuts the faults 4-5x; the same settings given at process
+# start still fault less (0 against ~18k per step in config a, bench/RESULTS.md, "Allocator
+# in-process"), so train/eval keep the re-exec: glibc reads tunables only at process start.
 TUNED_MALLOC = ("glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:"
                 "glibc.malloc.trim_threshold=17179869184")
 
@@ -64,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--extend", type=_positive, metavar="N",
                        help="train a finished run N more epochs under a new schedule phase "
                             "(the schedule restarted over the N epochs); implies --resume")
+    train.add_argument("--distributed", action="store_true",
+                       help="join a multi-process run on JAX's distributed runtime (one nopx "
+                            "train per process; automatic under Slurm and on TPU VM slices; "
+                            "see README, 'Scaling out')")
 
     evaluate = commands.add_parser("eval", help="evaluate a trained run on its test split")
     evaluate.add_argument("--run", required=True, help="run directory written by nopx train")
@@ -79,8 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
     datagen.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                          help="override a recipe value, e.g. --set samples=200 (repeatable)")
     datagen.add_argument("--out", help="output file (default: the recipe's 'out')")
-    datagen.add_argument("--workers", type=_positive, default=1, help="parallel solver processes")
+    datagen.add_argument("--workers", type=_positive,
+                         help="parallel solver processes (default: one per usable core, "
+                              "or 1 for a small job)")
     datagen.add_argument("--shard", type=_shard, help="write only part i of N, e.g. 0/4")
+    datagen.add_argument("--executor", choices=("local", "ray"), default="local",
+                         help="where the solves run: this machine's processes, or Ray tasks "
+                              "(pip install \"nopx[ray]\"); the file is the same")
+    datagen.add_argument("--address", help="with --executor ray: the cluster to join (auto, "
+                                           "ray://HOST:10001; default: a local Ray instance)")
     datagen.add_argument("--resume", action="store_true", help="complete an interrupted file")
     datagen_commands = datagen.add_subparsers(dest="datagen_command", metavar="merge")
     merge = datagen_commands.add_parser("merge", help="join the --shard i/N parts into one file")
@@ -94,12 +107,45 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--format", choices=FORMAT_CHOICES, default="auto",
                       help="the file's layout (default: detected)")
 
+    refine = commands.add_parser(
+        "refine", help="Spectral-Refiner: fine-tune a trained run's spectral output layer on each "
+                       "trajectory by its Navier-Stokes residual (no ground truth needed)")
+    refine.add_argument("--run", required=True, help="run directory of an sfno, or an fno/tfno "
+                                                     "in space-time mode (FNO-3D)")
+    refine.add_argument("--data", required=True, help="trajectories to refine (a nopx dataset)")
+    refine.add_argument("--out", required=True, help="the nopx dataset to write")
+    refine.add_argument("--samples", type=_positive,
+                        help="refine the last N trajectories (default: all)")
+    refine.add_argument("--batch", type=_positive, default=4,
+                        help="trajectories refined together (memory grows with it; default 4)")
+    refine.add_argument("--iterations", type=_positive, default=50, help="Adam steps (default 50)")
+    refine.add_argument("--modes", type=_positive, nargs=3, metavar=("MX", "MY", "MT"),
+                        help="modes of the enlarged layer in its own convention (default: the "
+                             "whole grid in space)")
+    refine.add_argument("--lr-weight", type=float, default=1e-4, help="Adam lr of the weights")
+    refine.add_argument("--lr-bias", type=float, default=0.2, help="Adam lr of the spectral bias")
+    refine.add_argument("--time-derivative", choices=("spectral", "fd"),
+                        help="d/dt of the prediction (default: spectral for an sfno, fd otherwise)")
+    refine.add_argument("--anchor", action="store_true",
+                        help="with --time-derivative fd: measure the residual from the last "
+                             "input slice on, tying the first predicted slice to the input")
+    refine.add_argument("--subsample", type=_positive, default=1,
+                        help="keep every k-th grid point (default: the file's grid)")
+    refine.add_argument("--nu", type=float, help="viscosity (default: the file's recipe)")
+    refine.add_argument("--forcing", choices=("fno", "kolmogorov", "none"),
+                        help="forcing kind (default: the file's recipe)")
+    refine.add_argument("--dt", type=float, help="time between slices (default: the file's recipe)")
+
     convert = commands.add_parser(
-        "convert", help="write an FNO .mat, PDEBench or The Well file as a nopx dataset")
-    convert.add_argument("source", metavar="IN", help="the foreign dataset file")
-    convert.add_argument("out", metavar="OUT", help="the nopx dataset to write")
-    convert.add_argument("--format", choices=FORMAT_CHOICES, default="auto",
-                         help="IN's layout (default: detected)")
+        "convert", help="write an FNO .mat, PDEBench or The Well file as a nopx dataset, or a "
+                        "Poseidon checkpoint (--format poseidon) as a nopx run directory")
+    convert.add_argument("source", metavar="IN",
+                         help="the foreign dataset file, or the Poseidon checkpoint folder "
+                              "(config.json + model.safetensors or pytorch_model.bin)")
+    convert.add_argument("out", metavar="OUT",
+                         help="the nopx dataset to write (a run directory for poseidon)")
+    convert.add_argument("--format", choices=FORMAT_CHOICES + ("poseidon",), default="auto",
+                         help="IN's layout (default: detected; poseidon is never guessed)")
     return parser
 
 
@@ -114,17 +160,33 @@ def _quiet_checkpoint_writers() -> None:
 
 
 def _run_train(args: argparse.Namespace) -> None:
-    from nopx import config, training
+    from nopx import config, distributed
 
     _quiet_checkpoint_writers()
-    training.train_and_evaluate(config.load(args.config, args.overrides), resume=args.resume,
-                                extend=args.extend)
+    cfg = config.load(args.config, args.overrides)
+    distributed.initialize(args.distributed)  # before anything touches a JAX device
+    from nopx import training
+
+    training.train_and_evaluate(cfg, resume=args.resume, extend=args.extend)
 
 
 def _run_eval(args: argparse.Namespace) -> None:
     from nopx import training
 
     training.evaluate_run(args.run, data=args.data, resolution=args.resolution, plot=args.plot)
+
+
+def _run_refine(args: argparse.Namespace) -> None:
+    from nopx.training.refine_stage import refine_file
+
+    summary = refine_file(args.run, args.data, args.out, samples=args.samples,
+                          batch=args.batch, iterations=args.iterations, modes=args.modes,
+                          lr_weight=args.lr_weight, lr_bias=args.lr_bias,
+                          time_derivative=args.time_derivative, anchor=args.anchor,
+                          subsample=args.subsample,
+                          nu=args.nu, forcing=args.forcing, dt=args.dt)
+    print(summary["report"])
+    print(f"wrote {summary['out']}")
 
 
 def _run_datagen(args: argparse.Namespace) -> None:
@@ -138,7 +200,8 @@ def _run_datagen(args: argparse.Namespace) -> None:
     progress = Progress(label="datagen")
     try:
         path = datagen.generate(recipe, args.out, resume=args.resume, workers=args.workers,
-                                shard=args.shard, progress=progress.update_count)
+                                shard=args.shard, progress=progress.update_count,
+                                executor=args.executor, address=args.address)
     finally:
         progress.close()
     print(f"wrote {path}")
@@ -153,12 +216,18 @@ def _run_info(args: argparse.Namespace) -> None:
 
 
 def _run_convert(args: argparse.Namespace) -> None:
+    if args.format == "poseidon":
+        from nopx.convert_poseidon import convert
+
+        print(f"wrote {convert(args.source, args.out)}")
+        return
     from nopx import datagen
 
     print(f"wrote {datagen.convert(args.source, args.out, format=args.format)}")
 
 
-HANDLERS = {"train": _run_train, "eval": _run_eval, "datagen": _run_datagen, "info": _run_info,
+HANDLERS = {"train": _run_train, "eval": _run_eval, "refine": _run_refine,
+            "datagen": _run_datagen, "info": _run_info,
             "convert": _run_convert}
 
 

@@ -274,18 +274,54 @@ class TimeConfig:
       (SFNO; any grid model);
     - ``rollout``: the model maps ``input`` slices to the next one and is applied
       autoregressively over ``output`` steps (FNO-2D of the FNO paper);
-    - ``spacetime``: a space-time model on ``(B, *spatial, output, input)`` (FNO-3D).
+    - ``spacetime``: a space-time model on ``(B, *spatial, output, input)`` (FNO-3D);
+    - ``all2all``: Poseidon's time-conditioned training (:mod:`nopx.training.all2all`). The
+      snapshots are slices ``start, start + stride, ...``, ``output`` of them after the
+      first (default: all that fit); every ordered pair ``(i, j)``, ``j ≥ i`` (``j > i``
+      with ``include_zero: false``; ``j − i ≤ max_lead`` snapshots when set) is a sample
+      ``u(t_i) → u(t_j)`` with the lead time ``(t_j − t_i) / time_scale``. ``pairs`` keeps
+      that many pairs per trajectory, drawn with ``pair_seed``. ``time_scale`` defaults to
+      the time the snapshots span, so lead times lie in ``[0, 1]``. ``input`` is 1 (one
+      state in); several fields may be learned together (``inputs == targets``).
+
+    ``input`` defaults to 10 (1 in ``all2all``). The all2all keys are refused in the other
+    modes.
     """
 
-    input: int = 10
+    input: int | None = None
     output: int | None = None
     start: int = 0
-    mode: Literal["direct", "rollout", "spacetime"] = "rollout"
+    mode: Literal["direct", "rollout", "spacetime", "all2all"] = "rollout"
+    stride: int = 1
+    max_lead: int | None = None
+    include_zero: bool = True
+    pairs: int | None = None
+    pair_seed: int = 0
+    time_scale: float | None = None
 
     def __post_init__(self) -> None:
+        all2all = self.mode == "all2all"
+        if self.input is None:  # frozen: the resolved default is written once, here
+            object.__setattr__(self, "input", 1 if all2all else 10)
         _require(self.input > 0, "input", f"must be positive, got {self.input}")
         _require(self.output is None or self.output > 0, "output", "must be positive")
         _require(self.start >= 0, "start", "must be >= 0")
+        if not all2all:
+            given = [key for key, default in _ALL2ALL_DEFAULTS.items()
+                     if getattr(self, key) != default]
+            _require(not given, given[0] if given else "", f"applies to mode: all2all only; "
+                     f"remove it or set mode: all2all (mode is {self.mode})")
+            return
+        _require(self.input == 1, "input", f"all2all maps one snapshot to one: input must be 1, "
+                 f"got {self.input}")
+        _require(self.stride > 0, "stride", f"must be positive, got {self.stride}")
+        _require(self.max_lead is None or self.max_lead > 0, "max_lead", "must be positive")
+        _require(self.pairs is None or self.pairs > 0, "pairs", "must be positive")
+        _require(self.time_scale is None or self.time_scale > 0, "time_scale", "must be positive")
+
+
+_ALL2ALL_DEFAULTS = {"stride": 1, "max_lead": None, "include_zero": True, "pairs": None,
+                     "pair_seed": 0, "time_scale": None}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -301,6 +337,12 @@ class DataConfig:
     grid point per spatial axis (train at 64² on data stored at 256², as the FNO papers do).
     ``format`` names the file's layout, read in place: ``nopx``, ``fno-mat``, ``pdebench``,
     ``the-well`` or ``auto`` (detected; see :mod:`nopx.datagen.formats`).
+
+    ``online: true`` trains on fresh samples of the ``generate`` recipe streamed past the
+    model instead of the file's training samples (:mod:`nopx.training.online`): validation
+    and test stay the file's. ``online_buffer`` samples are held to draw batches from,
+    ``online_workers`` producer processes refill it (0: made in the training process,
+    ``online_per_step`` new samples before every step, exactly reproducible).
     """
 
     path: str
@@ -316,6 +358,10 @@ class DataConfig:
     memory_limit_gb: float = 4.0
     time: TimeConfig | None = None
     subsample: int = 1
+    online: bool = False
+    online_buffer: int = 1024
+    online_workers: int = 1
+    online_per_step: int = 1
 
     @property
     def validation_size(self) -> int:
@@ -334,9 +380,21 @@ class DataConfig:
         _require(len(self.targets) > 0, "targets", "name at least one target field")
         _require(self.memory_limit_gb > 0, "memory_limit_gb", "must be positive")
         _require(self.subsample > 0, "subsample", f"must be positive, got {self.subsample}")
-        _require(self.time is None or (len(self.inputs) == 1 and self.inputs == self.targets),
-                 "time", "a trajectory task learns one field: set inputs and targets to the "
-                 "same single field, e.g. inputs: [w], targets: [w]")
+        _require(not self.online or self.generate is not None, "online", "streams samples of "
+                 "the recipe named by data.generate: set data.generate (the recipe that made "
+                 "data.path), or remove data.online")
+        _require(self.online_buffer > 0, "online_buffer", f"must be positive, got {self.online_buffer}")
+        _require(self.online_workers >= 0, "online_workers", "must be >= 0 (0: make the samples "
+                 f"in the training process), got {self.online_workers}")
+        _require(self.online_per_step >= 0, "online_per_step", f"must be >= 0, got {self.online_per_step}")
+        all2all = self.time is not None and self.time.mode == "all2all"
+        _require(self.time is None or (self.inputs == self.targets
+                                       and (all2all or len(self.inputs) == 1)), "time",
+                 "a trajectory task maps a field to its own later values: set inputs and "
+                 "targets to the same single field (or the same fields in mode: all2all), "
+                 "e.g. inputs: [w], targets: [w]")
+        _require(not (all2all and self.online), "online", "streamed samples are not paired in "
+                 "time: remove data.online for data.time.mode: all2all")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -468,6 +526,8 @@ class StageConfig:
     ``lr_bias`` on the spectral bias) to the H^-1(``alpha``) norm of the NSE residual of
     the predicted trajectory, in float64. ν, forcing and the slice spacing come from the
     dataset's recipe. ``samples`` test trajectories are refined, ``batch`` at a time.
+    ``anchor`` (with ``time_derivative: fd``) measures the residual from the last input
+    slice on, so the first predicted slice is tied to the input (:func:`nopx.refine.refine`).
     The residual is that of the physical equation: the run needs ``data.normalize: false``.
     """
 
@@ -479,6 +539,7 @@ class StageConfig:
     lr_bias: float = 0.2
     alpha: float = 10 ** -1.5
     time_derivative: Literal["spectral", "fd"] = "spectral"
+    anchor: bool = False
     samples: int = 8
     batch: int = 4
 
@@ -488,19 +549,29 @@ class StageConfig:
         _require(self.lr_weight > 0 and self.lr_bias > 0, "lr_weight", "learning rates must be positive")
         _require(self.alpha > 0, "alpha", "must be positive")
         _require(self.samples > 0 and self.batch > 0, "samples", "samples and batch must be positive")
+        _require(not self.anchor or self.time_derivative == "fd", "anchor",
+                 "needs time_derivative: fd (finite differences from the last input slice)")
 
 
 @dataclasses.dataclass(frozen=True)
 class MeshConfig:
-    """Device mesh for data parallelism: the batch is split over ``data`` devices (-1: all).
+    """The device mesh ``data × model`` (:mod:`nopx.parallel`); one size may be -1 (the rest).
 
-    Parameters are replicated; the batch size must be a multiple of the device count.
+    The batch is split over ``data`` (``train.batch_size`` must be a multiple of it); the
+    parameters and optimizer state are replicated, or, with ``model`` > 1, split over
+    ``model`` by the model's own sharding rule (spectral and channel weights by channel,
+    attention by head, TFNO factors by rank). Each size must divide the device count; a
+    multi-process run uses every device (``data: -1``).
     """
 
     data: int = 1
+    model: int = 1
 
     def __post_init__(self) -> None:
-        _require(self.data == -1 or self.data > 0, "data", "must be -1 (all devices) or positive")
+        _require(self.data == -1 or self.data > 0, "data", "must be -1 (the rest) or positive")
+        _require(self.model == -1 or self.model > 0, "model", "must be -1 (the rest) or positive")
+        _require(self.data != -1 or self.model != -1, "data",
+                 "mesh.data and mesh.model are both -1; give one of them a size")
 
 
 @dataclasses.dataclass(frozen=True)

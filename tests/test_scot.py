@@ -130,7 +130,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 from nopx.models import ScOT
-from nopx.parallel import data_mesh, replicate, shard_batch
+from nopx.parallel import StepShardings, make_mesh, place
 
 graphdef, params = nnx.split(ScOT(2, 1, hidden_channels=8, depths=(2,), n_heads=(2,),
                                   skip_blocks=(1,), patch_size=2, window_size=4))
@@ -150,9 +150,10 @@ def train_step(params, x, t, y):
     return value, grads, loss(optax.apply_updates(params, updates))
 
 
-mesh = data_mesh(8, 8)
+shardings = StepShardings.build(make_mesh(8, 1), params, tx)
 loss1, grads1, after = train_step(params, x, t, y)
-loss8, grads8, _ = train_step(replicate(mesh, params), *(shard_batch(mesh, a) for a in (x, t, y)))
+loss8, grads8, _ = train_step(place(params, shardings.params),
+                              *place((x, t, y), (shardings.batch,) * 3))
 print(json.dumps({
     "devices": jax.device_count(), "loss": [float(loss1), float(loss8)],
     "grad_rel_diff": float(optax.global_norm(jax.tree.map(jnp.subtract, grads1, grads8))

@@ -17,15 +17,16 @@ of one token, where Swin-V2 divides by zero). The MLP, not a table, holds the pa
 so the same weights serve every window size.
 
 Shifted windows: the grid is first rolled by ``−shift`` along each axis, and tokens that
-the roll brought together from different sides of the grid are kept apart by a mask; the
-result is rolled back. A grid that is not a multiple of the window is zero-padded at its
+the roll brought together from different sides of the grid are kept apart by adding −100
+to their scores (Swin-V2's mask, so converted checkpoints agree exactly); the result is
+rolled back. A grid that is not a multiple of the window is zero-padded at its
 end (the padding takes part in attention, as in Swin-V2 and Poseidon) and cropped again.
 :func:`window_and_shift` shrinks the window to a grid smaller than it and then turns the
 shift off, so stages coarser than one window attend globally.
 
 The softmax attention itself is :func:`jax.nn.dot_product_attention` (the logit scale is
-folded into ``q``, the bias and mask are passed to it, windows are its batch), JAX's entry
-point for fused attention kernels; it picks its default implementation (XLA today).
+folded into ``q``, position bias and mask are passed to it as one bias, windows are its
+batch), JAX's entry point for fused attention kernels; it picks its default implementation (XLA today).
 Projections: ``q`` and ``v`` with bias, ``k`` without (Swin-V2), then an output
 ``Linear(C → C)``.
 
@@ -53,6 +54,7 @@ from nopx.layers.checks import check_positive
 _MAX_LOGIT_SCALE = math.log(100.0)
 _CPB_HIDDEN = 512     # width of the relative-position MLP, as Swin-V2
 _CPB_SPREAD = 8.0     # offsets scaled to [-8, 8] before the log map, as Swin-V2
+_MASKED = -100.0      # the score added between tokens that may not attend, as Swin-V2
 
 Pair = tuple[int, int]
 
@@ -171,9 +173,11 @@ class WindowAttention(nnx.Module):
         q = unit(heads(self.query(tokens))) * scale.astype(tokens.dtype)
         k = unit(heads(self.key(tokens)))
         v = heads(self.value(tokens))
-        bias = self.position_bias(window).astype(tokens.dtype)
-        mask = jnp.asarray(_shift_mask(padded, window, shift)) if any(shift) else None
-        attend = functools.partial(jax.nn.dot_product_attention, bias=bias, mask=mask, scale=1.0)
+        bias = self.position_bias(window)                               # (1, heads, T, T)
+        if any(shift):   # Swin-V2 adds -100 (not -inf) across regions; kept for its checkpoints
+            bias = bias + jnp.where(_shift_mask(padded, window, shift), 0.0, _MASKED)
+        attend = functools.partial(jax.nn.dot_product_attention, bias=bias.astype(tokens.dtype),
+                                   scale=1.0)
         out = jax.vmap(attend)(q, k, v)                # windows are the attention batch
         out = self.output(out.reshape(tokens.shape))
         x = merge(out, window, padded)

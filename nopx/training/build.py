@@ -12,6 +12,7 @@ import numpy as np
 from flax import nnx
 
 from nopx.errors import UserError
+from nopx.parallel import ShardingRules
 
 
 def model_kwargs(kwargs: dict[str, Any], in_channels: int, out_channels: int, *,
@@ -106,3 +107,11 @@ def build_loss(name: str, kwargs: dict[str, Any], *, where: str) -> Callable[...
         return losses.build_loss(name, **kwargs)
     except (TypeError, ValueError) as err:
         raise UserError(f"{where}: loss '{name}': {err}") from None
+
+
+def sharding_rules(name: str) -> ShardingRules:
+    """The parameter-sharding rules declared by registered model ``name`` (its
+    ``sharding_rules`` attribute, :func:`nopx.parallel.param_shardings`); none: replicated."""
+    from nopx import models
+
+    return getattr(models.get(name), "sharding_rules", ())

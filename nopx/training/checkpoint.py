@@ -11,6 +11,11 @@ constructor arguments, the fitted normalisers), so the run directory alone rebui
 model and resumes it mid-epoch. Saves are asynchronous; a save cut short by a kill is
 never listed, so resuming falls back to the previous one. The loop saves only states it
 has checked to be finite.
+
+Arrays are saved as they are sharded and restored into the shardings of ``like`` (any
+mesh: a run saved on 8 devices resumes on 2, or on one). In a multi-process run every
+process calls :meth:`Checkpoints.save` and :meth:`Checkpoints.restore` (orbax writes each
+shard once, and the JSON from process 0).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import pathlib
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -54,6 +60,9 @@ class Checkpoints:
             if not _disk_full(err):
                 raise
             self.broken = True
+            # orbax's writer threads then die with follow-on errors (the disk again, an event
+            # loop closed under them at exit); the failure is reported once, below.
+            threading.excepthook = lambda args: None
             done = self.latest.latest_step()
             raise UserError(
                 f"{self.root}: the disk is full, a checkpoint could not be written; free space "

@@ -76,11 +76,9 @@ class Split:
         self.subsample = subsample
         self.x: np.ndarray | None = None
         self.y: np.ndarray | None = None
+        self.time_scale: float | None = None   # lead-time unit: all2all splits only
         if in_memory and len(self.indices):
-            first, stop = int(self.indices.min()), int(self.indices.max()) + 1
-            with _open(path, format) as reader:  # one contiguous read, then the split's samples
-                arrays = {f: reader.read_range(f, first, stop)[self.indices - first]
-                          for f in self.fields}
+            arrays, _ = _read_range(path, format, self.fields, self.indices)
             self.x, self.y = self._to_xy(arrays, self.indices)
 
     @property
@@ -109,6 +107,17 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.indices)
+
+    def read(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(x, y)`` of the samples at ``positions`` within the split (random access, a
+        :class:`~nopx.training.source.Source`): from memory, or only those samples from
+        the file."""
+        if self.x is not None:
+            return self.x[positions], self.y[positions]
+        samples = self.indices[positions]
+        with _open(self.path, self.format) as reader:
+            return self._to_xy({f: np.stack([reader.read(f, int(i)) for i in samples])
+                                for f in self.fields}, samples)
 
     def batches(self, batch_size: int, order: np.ndarray | None = None,
                 drop_last: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -150,6 +159,29 @@ class Split:
             return Normalizer(mean.astype(np.float32), np.maximum(std, 1e-8).astype(np.float32))
 
         return fit(names_x), fit(names_y)
+
+
+def _read_range(path: pathlib.Path, format: str, fields: Sequence[str],
+                indices: np.ndarray) -> tuple[dict[str, np.ndarray], dict]:
+    """``{field: (n, ...)}`` of samples ``indices`` (one contiguous read, then those
+    samples), and the file's root attributes."""
+    first, stop = int(indices.min()), int(indices.max()) + 1
+    with _open(path, format) as reader:
+        arrays = {f: reader.read_range(f, first, stop)[indices - first] for f in fields}
+        return arrays, dict(reader.attrs)
+
+
+def read_fields(path: pathlib.Path, format: str, fields: Sequence[str], indices: np.ndarray,
+                subsample: int = 1, *, time_axis: bool = False) -> tuple[dict[str, np.ndarray], dict]:
+    """``({field: (n, ...)}, root attributes)``: samples ``indices`` in memory, checked
+    finite, every ``subsample``-th grid point per spatial axis (``time_axis``: each sample
+    is ``(T, *spatial)``)."""
+    arrays, attrs = _read_range(path, format, fields, np.asarray(indices, np.int64))
+    _check_finite(path, arrays, np.asarray(indices))
+    if subsample > 1:
+        arrays = {name: _stride(field, subsample, 2 if time_axis else 1)
+                  for name, field in arrays.items()}
+    return arrays, attrs
 
 
 def _open(path: pathlib.Path, format: str):
@@ -218,11 +250,24 @@ def load_splits(cfg: DataConfig, path: pathlib.Path | None = None, *, seed: int 
         total = reader.n_samples
         shapes = {f: reader.field_shape(f) for f in set(cfg.inputs + cfg.targets)}
         grid = reader.attrs.get("grid_shape")
-    output_steps = None if cfg.time is None else _output_steps(
-        cfg, shapes[cfg.inputs[0]], None if grid is None else tuple(int(n) for n in grid), path)
+    grid = None if grid is None else tuple(int(n) for n in grid)
+    for field in cfg.inputs if cfg.time is not None else ():
+        _check_trajectory(field, shapes[field], grid, path)
+    if len({shapes[f][0] for f in cfg.inputs}) > 1 and cfg.time is not None:
+        raise UserError(f"{path}: fields {', '.join(cfg.inputs)} have different numbers of time "
+                        f"slices ({', '.join(str(shapes[f][0]) for f in cfg.inputs)}); learn "
+                        "fields of one trajectory together")
     if cfg.n_train + cfg.n_test > total:
         raise UserError(f"{path}: holds {total} samples but data.n_train + data.n_test = "
                         f"{cfg.n_train + cfg.n_test}; lower them or generate more samples")
+    if cfg.time is not None and cfg.time.mode == "all2all":
+        # Imported here: nopx.training.all2all builds on this module.
+        from nopx.training.all2all import PairSplit
+
+        return Splits(*(PairSplit(path, cfg.inputs, indices, cfg.time, subsample=cfg.subsample,
+                                  format=cfg.format)
+                        for indices in split_indices(cfg, total, seed)))
+    output_steps = None if cfg.time is None else _output_steps(cfg, shapes[cfg.inputs[0]], path)
     sample_bytes = 4 * sum(int(np.prod(shape)) for shape in shapes.values())
     fits = (cfg.n_train + cfg.n_test) * sample_bytes <= cfg.memory_limit_gb * 2**30
     in_memory = cfg.in_memory == "always" or (cfg.in_memory == "auto" and fits)
@@ -231,15 +276,19 @@ def load_splits(cfg: DataConfig, path: pathlib.Path | None = None, *, seed: int 
                     for indices in split_indices(cfg, total, seed)))
 
 
-def _output_steps(cfg: DataConfig, shape: tuple[int, ...], grid: tuple[int, ...] | None,
-                  path: pathlib.Path) -> int:
-    """The number of target slices of a trajectory window, checked against the field
-    (``grid``: the dataset's spatial grid, when it records one)."""
-    time = cfg.time
-    field = cfg.inputs[0]
+def _check_trajectory(field: str, shape: tuple[int, ...], grid: tuple[int, ...] | None,
+                      path: pathlib.Path) -> None:
+    """Refuse a field that is not a trajectory ``(T, *spatial)`` (``grid``: the dataset's
+    spatial grid, when it records one)."""
     if len(shape) < 2 or shape == grid:
         raise UserError(f"{path}: field {field!r} has shape {shape} per sample, not a trajectory "
                         "(T, *spatial); remove data.time or name a trajectory field")
+
+
+def _output_steps(cfg: DataConfig, shape: tuple[int, ...], path: pathlib.Path) -> int:
+    """The number of target slices of a trajectory window, checked against the field."""
+    time = cfg.time
+    field = cfg.inputs[0]
     available = shape[0] - time.start - time.input
     output = available if time.output is None else time.output
     if available < 1 or output > available:

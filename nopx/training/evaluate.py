@@ -25,7 +25,9 @@ from nopx.training.build import build_loss, build_model
 from nopx.training.checkpoint import Checkpoints
 from nopx.training.data import Normalizer, Split
 from nopx.training.optim import make_optimizer
-from nopx.training.tasks import make_apply
+from nopx.training.all2all import PairSplit
+from nopx.training.tasks import make_apply, takes_time
+from nopx.training.time_eval import lead_time_errors, run_predictor
 from nopx.training.steps import Steps, evaluate
 
 
@@ -67,7 +69,9 @@ def load_run(run_dir: pathlib.Path, *, which: str = "best") -> LoadedRun:
     norms = meta["normalizers"]
     loss = build_loss(cfg.loss.name, cfg.loss.kwargs, where=str(config_path))
     steps = Steps(graphdef, rest, tx, loss, Normalizer.from_json(norms["x"]),
-                  Normalizer.from_json(norms["y"]), make_apply(cfg.data, meta["output_steps"]))
+                  Normalizer.from_json(norms["y"]),
+                  make_apply(cfg.data, meta["output_steps"],
+                             takes_time(meta["model"]["name"], meta["model"]["kwargs"])))
     return LoadedRun(cfg, steps, state["params"], meta)
 
 
@@ -110,7 +114,8 @@ def evaluate_run(run: str | pathlib.Path, *, data: str | None = None,
     step, snapshots and energy spectra).
     """
     run_dir = pathlib.Path(run)
-    cfg, steps, params, meta = load_run(run_dir)
+    loaded = load_run(run_dir)
+    cfg, steps, params, meta = loaded
     path = pathlib.Path(data or cfg.data.path)
     from nopx import datagen
 
@@ -121,19 +126,19 @@ def evaluate_run(run: str | pathlib.Path, *, data: str | None = None,
     with datagen.open_dataset(path, format=fmt) as reader:
         total = reader.n_samples
     count = min(cfg.data.n_test, total)
+    subsample = cfg.data.subsample if data is None and resolution is None else 1
+    if cfg.data.time is not None and cfg.data.time.mode == "all2all":
+        return _evaluate_all2all(loaded, run_dir, path, range(total - count, total), subsample,
+                                 fmt, plot)
     split = Split(path, cfg.data.inputs, cfg.data.targets, range(total - count, total),
                   in_memory=True, time=cfg.data.time, output_steps=meta["output_steps"],
-                  subsample=cfg.data.subsample if data is None and resolution is None else 1,
-                  format=fmt)
+                  subsample=subsample, format=fmt)
     metrics = evaluate(steps, params, split, cfg.train.batch_size)
     per_channel = metrics.pop("rel_l2_per_channel")
     if cfg.data.time is not None:
         metrics["rel_l2_per_step"] = per_channel
     key = "x".join(str(n) for n in split.x.shape[1:-1])
-    results_path = run_dir / "eval.json"
-    results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    results[f"{path.name}@{key}"] = {"samples": count, **metrics}
-    results_path.write_text(json.dumps(results, indent=2) + "\n")
+    _record(run_dir, f"{path.name}@{key}", {"samples": count, **metrics})
     print(f"{run_dir} on {path} ({count} samples, grid {key}): "
           + "  ".join(f"test/{k} {v:.4g}" for k, v in metrics.items() if not isinstance(v, list)))
     if cfg.data.time is not None:
@@ -152,5 +157,43 @@ def evaluate_run(run: str | pathlib.Path, *, data: str | None = None,
                     plots.energy_spectra(split.y[0], prediction[0],
                                          run_dir / f"eval_{key}_spectra.png", title=title)]
         for png in pngs:
+            print(f"wrote {png}")
+    return metrics
+
+
+def _record(run_dir: pathlib.Path, key: str, metrics: dict[str, Any]) -> None:
+    """Add ``metrics`` under ``key`` to the run's ``eval.json``."""
+    results_path = run_dir / "eval.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    results[key] = metrics
+    results_path.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def _evaluate_all2all(run: LoadedRun, run_dir: pathlib.Path, path: pathlib.Path,
+                      indices: range, subsample: int, fmt: str, plot: bool) -> dict[str, Any]:
+    """An all2all run: the metrics over every test pair, and the error against lead time
+    from each trajectory's first snapshot, direct (one call per lead time) and
+    autoregressive in steps of one snapshot interval (:mod:`nopx.training.time_eval`)."""
+    cfg = run.config
+    split = PairSplit(path, cfg.data.inputs, indices, cfg.data.time, subsample=subsample,
+                      format=fmt, time_scale=run.meta["time_scale"])
+    metrics: dict[str, Any] = evaluate(run.steps, run.params, split, cfg.train.batch_size)
+    metrics["rel_l2_per_field"] = metrics.pop("rel_l2_per_channel")
+    metrics.update(lead_time_errors(run_predictor(run), split.snapshots, split.times,
+                                    cfg.train.batch_size))
+    key = "x".join(str(n) for n in split.snapshots.shape[2:-1])
+    _record(run_dir, f"{path.name}@{key}", {"samples": len(indices), "pairs": len(split),
+                                            **metrics})
+    print(f"{run_dir} on {path} ({len(indices)} trajectories, {len(split)} pairs, grid {key}): "
+          + "  ".join(f"test/{k} {v:.4g}" for k, v in metrics.items() if not isinstance(v, list)))
+    print("lead time      " + " ".join(f"{v:8.3g}" for v in metrics["lead_times"]))
+    print("rel L2 direct  " + " ".join(f"{v:8.3g}" for v in metrics["rel_l2_direct"]))
+    print("rel L2 rollout " + " ".join(f"{v:8.3g}" for v in metrics["rel_l2_rollout"]))
+    if plot:
+        for kind in ("direct", "rollout"):
+            png = plots.error_per_step(metrics[f"rel_l2_{kind}"],
+                                       run_dir / f"eval_{key}_{kind}_per_lead.png",
+                                       title=f"{cfg.name}: test rel. L2 against lead time "
+                                             f"({kind}), in snapshot intervals")
             print(f"wrote {png}")
     return metrics

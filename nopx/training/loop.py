@@ -11,15 +11,24 @@ the epoch so far. A run killed and resumed ends with the same weights and metric
 that ran straight through. The learning-rate schedule is part of the run
 (``schedule.json``): a resume that would change it is refused; ``extend`` appends a new,
 documented phase instead (:mod:`nopx.training.optim`).
+
+The same run scales out unchanged: ``mesh: {data, model}`` shards the batch and the model's
+parameters (:mod:`nopx.parallel`), and in a multi-process run (:mod:`nopx.distributed`)
+every process reads only its rows of each batch (:mod:`nopx.training.prefetch`), all of
+them write the orbax checkpoints together, and process 0 alone writes ``config.yaml``,
+``metrics.jsonl``, ``summary.json`` and the log. The run directory must be on a file
+system every host sees.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import pathlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -31,29 +40,37 @@ from nopx import __version__
 from nopx.config import Config, dump, from_mapping, read_yaml
 from nopx.datagen.faults import fault_point
 from nopx.errors import UserError
-from nopx.parallel import data_mesh, replicate, shard_batch
+from nopx.parallel import StepShardings, check_batch, device_bytes, make_mesh, place, sync, to_host
 from nopx.progress import Progress
 from nopx.training import tasks
 from nopx.imports import import_modules
-from nopx.training.build import build_loss, build_model, check_model_fits, check_modes, model_kwargs
+from nopx.training.build import (build_loss, build_model, check_model_fits, check_modes,
+                                 model_kwargs, sharding_rules)
 from nopx.training.checkpoint import Checkpoints
-from nopx.training.data import Normalizer, Splits, load_splits
+from nopx.training.data import Splits, load_splits
 from nopx.training.dataset import ensure_dataset
 from nopx.training.divergence import Diverged, DivergenceWatch
 from nopx.training.evaluate import load_run
 from nopx.training.finetune import lr_multipliers, transfer
+from nopx.training.online import OnlineSplit
 from nopx.training.optim import make_optimizer
+from nopx.training.prefetch import BatchLoader, Prefetch
 from nopx.training.refine_stage import check_refine_stage, spectral_refine
+from nopx.training.source import epoch_batches, epoch_order
 from nopx.training.steps import Steps, evaluate
 
 FINAL_EVENTS = ("test", "stage")  # written after training; recomputed by a resume
 
 
 class MetricsLog:
-    """``metrics.jsonl``: one JSON object per event (``step``, ``epoch``, ``train/...``)."""
+    """``metrics.jsonl``: one JSON object per event (``step``, ``epoch``, ``train/...``).
 
-    def __init__(self, path: pathlib.Path) -> None:
+    Only the ``writer`` (process 0 of a multi-process run) changes the file.
+    """
+
+    def __init__(self, path: pathlib.Path, *, writer: bool = True) -> None:
         self.path = path
+        self.writer = writer
 
     def read(self) -> list[dict[str, Any]]:
         if not self.path.exists():
@@ -63,12 +80,14 @@ class MetricsLog:
     def truncate_after(self, step: int) -> None:
         """Drop events past ``step`` (written after the checkpoint a resume starts from) and
         the end-of-run events (the resumed run writes them again)."""
-        if not self.path.exists():
+        if not self.writer or not self.path.exists():
             return
         keep = [e for e in self.read() if e["step"] <= step and e.get("event") not in FINAL_EVENTS]
         _write_atomic(self.path, "".join(json.dumps(e) + "\n" for e in keep))
 
     def write(self, event: dict[str, Any]) -> None:
+        if not self.writer:
+            return
         with self.path.open("a") as handle:
             handle.write(json.dumps(event) + "\n")
 
@@ -115,6 +134,19 @@ def _check_resumable(cfg: Config, run_dir: pathlib.Path) -> None:
     raise UserError(f"{saved_path}: --resume with a config that differs from the run's; "
                     "resume with the same config, or start a new run with "
                     "--set train.run_dir=...")
+
+
+class _Silent:
+    """The log stream of the processes after the first: only process 0 reports."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
 
 
 def _with_epochs(cfg: Config, epochs: int) -> Config:
@@ -171,16 +203,28 @@ class _Run:
         if resume:
             _check_resumable(cfg, run_dir)
         import_modules(cfg.imports, where=where)
-        self.progress = Progress(label=f"train {cfg.name}")
-        ensure_dataset(cfg.data, log=self.progress.log)
+        # In a multi-process run (nopx.distributed) only process 0 writes files and logs.
+        self.primary = jax.process_index() == 0
+        self.progress = Progress(label=f"train {cfg.name}",
+                                 stream=None if self.primary else _Silent())
+        if self.primary:
+            ensure_dataset(cfg.data, log=self.progress.log)
+        sync("nopx-dataset")  # the other processes read the file process 0 may have written
         self.splits: Splits = load_splits(cfg.data, seed=cfg.seed)
+        self.online = OnlineSplit(cfg.data, self.splits.train, seed=cfg.seed,
+                                  batch_size=cfg.train.batch_size, where=where,
+                                  log=self.progress.log) if cfg.data.online else None
+        if self.online is not None:  # train on streamed samples; validate and test on the file
+            self.splits = self.splits._replace(train=self.online)
         self._check_splits(where)
         train = self.splits.train
-        x_norm, y_norm = train.fit_normalizers() if cfg.data.normalize else (
-            Normalizer.identity(len(cfg.data.inputs)), Normalizer.identity(len(cfg.data.targets)))
+        x_norm, y_norm = (train.fit_normalizers() if cfg.data.normalize
+                          else tasks.identity_normalizers(cfg.data))
+        with_time = tasks.takes_time(cfg.model.name, cfg.model.kwargs)
         first_x, first_y = next(train.batches(1))  # one sample: the grid, and the shape check
         self.spatial = tuple(first_x.shape[1:-1])
-        kwargs = model_kwargs(cfg.model.kwargs, *tasks.channels(cfg.data, train.output_steps),
+        kwargs = model_kwargs(cfg.model.kwargs, *tasks.channels(cfg.data, train.output_steps,
+                                                                    with_time),
                               where=where)
         check_modes(kwargs, tasks.model_grid(cfg.data, self.spatial, train.output_steps),
                     where=where)
@@ -202,33 +246,41 @@ class _Run:
         tx = make_optimizer(cfg.optim, self.steps_per_epoch, self.phases)
         loss = build_loss(cfg.loss.name, cfg.loss.kwargs, where=where)
         multipliers = lr_multipliers(params, cfg.optim.group_lr) if cfg.optim.group_lr else None
+        self.mesh = make_mesh(cfg.mesh.data, cfg.mesh.model, where=where)
+        check_batch(self.mesh, cfg.train.batch_size, where=where)
+        shardings = StepShardings.build(self.mesh, params, tx, sharding_rules(cfg.model.name))
         self.steps = Steps(self.graphdef, self.rest, tx, loss, x_norm, y_norm,
-                           tasks.make_apply(cfg.data, train.output_steps), multipliers)
+                           tasks.make_apply(cfg.data, train.output_steps, with_time), multipliers,
+                           shardings)
         check_model_fits(self.steps.predict, params, first_x, first_y,
                          name=cfg.model.name, where=where)
-        self.mesh = data_mesh(cfg.mesh.data, cfg.train.batch_size, where=where)
 
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(dump(cfg))
-        _write_atomic(run_dir / "schedule.json", json.dumps(schedule) + "\n")
+        sync("nopx-checked")  # every process has looked at the run directory as it was
+        if self.primary:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "config.yaml").write_text(dump(cfg))
+            _write_atomic(run_dir / "schedule.json", json.dumps(schedule) + "\n")
         fault_point("train_start")
         self.checkpoints = self.checkpoints or Checkpoints(run_dir, cfg.checkpoint, writer=True)
-        self.metrics_log = MetricsLog(run_dir / "metrics.jsonl")
+        self.metrics_log = MetricsLog(run_dir / "metrics.jsonl", writer=self.primary)
         self.meta = {"model": {"name": cfg.model.name, "kwargs": kwargs},
                      "output_steps": train.output_steps,
+                     "time_scale": getattr(train, "time_scale", None),  # all2all lead-time unit
                      "normalizers": {"x": x_norm.to_json(), "y": y_norm.to_json()},
                      "nopx_version": __version__}
         self.pos = Position()
-        self.params, self.opt_state = params, tx.init(params)
+        # On the mesh before a restore, which then reads each array into its sharding.
+        self.params, self.opt_state = place((params, tx.init(params)),
+                                            (shardings.params, shardings.opt_state))
         self.watch = DivergenceWatch.for_params(params)
         if latest_step is not None:
             self._restore()
             self.progress.log(f"resumed {run_dir} at epoch {self.pos.step // self.steps_per_epoch}"
                               f", step {self.pos.step}")
         else:
-            self.metrics_log.path.unlink(missing_ok=True)
-            (run_dir / "summary.json").unlink(missing_ok=True)
-            self.params, self.opt_state = replicate(self.mesh, (self.params, self.opt_state))
+            if self.primary:
+                self.metrics_log.path.unlink(missing_ok=True)
+                (run_dir / "summary.json").unlink(missing_ok=True)
             self._save(metrics=None)  # step 0: the first good state a rollback can return to
 
     def _initialise_from(self, params: nnx.State) -> nnx.State:
@@ -257,8 +309,10 @@ class _Run:
         """Load the latest checkpoint into the run (parameters, optimizer state, position)."""
         self.checkpoints.wait()
         state, saved = self.checkpoints.restore({"params": self.params, "opt_state": self.opt_state})
-        self.params, self.opt_state = replicate(self.mesh, (state["params"], state["opt_state"]))
+        self.params, self.opt_state = state["params"], state["opt_state"]
         self.pos = Position.from_json(saved)
+        if self.online is not None:
+            self.online.restore(saved["online"])
         self.metrics_log.truncate_after(self.pos.step)
 
     def _save(self, metrics: dict[str, float] | None, *, latest: bool = True) -> None:
@@ -266,6 +320,8 @@ class _Run:
         check was finite (a non-finite state is never saved)."""
         self.watch.check()
         meta = {**self.meta, **self.pos.to_json(), "epoch": self.pos.step // self.steps_per_epoch}
+        if self.online is not None:
+            meta["online"] = self.online.state()
         self.checkpoints.save(self.pos.step, {"params": self.params, "opt_state": self.opt_state},
                               meta, metrics, latest=latest)
         fault_point("train_save")  # the save is in flight (asynchronous)
@@ -276,7 +332,9 @@ class _Run:
             f"{cfg.model.name}: {_count(self.params):,} parameters; {len(self.splits.train)} train "
             f"/ {len(self.splits.val)} val / {len(self.splits.test)} test samples of grid "
             f"{self.spatial}; {self.epochs} epochs of {self.steps_per_epoch} steps; "
-            f"{jax.devices()[0].platform} x{1 if self.mesh is None else self.mesh.size}")
+            f"{jax.devices()[0].platform} x{self.mesh.size} (mesh data {self.mesh.shape['data']} "
+            f"x model {self.mesh.shape['model']}, {jax.process_count()} processes); "
+            f"{device_bytes(self.params) / 2**20:.2f} MiB of parameters per device")
         metrics: dict[str, Any] = {}
         try:
             while self.pos.step < self.total_steps:
@@ -288,30 +346,32 @@ class _Run:
         finally:
             self.checkpoints.close()
             self.progress.close()
+            if self.online is not None:
+                self.online.close()
         return metrics
 
     def _epoch(self, epoch: int) -> dict[str, float]:
         """Train (the rest of) epoch ``epoch``; validate, log and checkpoint at its end."""
         cfg, pos, spe = self.cfg, self.pos, self.steps_per_epoch
         started = time.perf_counter()
-        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(self.splits.train))
-        skip = (pos.step - epoch * spe) * cfg.train.batch_size
-        lr_scale = np.float32(pos.lr_scale)
-        for x, y in self.splits.train.batches(cfg.train.batch_size, order[skip:], drop_last=True):
-            self.params, self.opt_state, loss, finite = self.steps.train_step(
-                self.params, self.opt_state, shard_batch(self.mesh, x), shard_batch(self.mesh, y),
-                lr_scale)
-            pos.step += 1
-            fault_point("train_step")  # the step is dispatched, not yet finished
-            pos.epoch_losses.append(loss)
-            self.watch.record(pos.step, finite)
-            self._report_step(epoch, loss)
-            every = cfg.checkpoint.every_steps
-            if every and pos.step % every == 0 and pos.step % spe:
-                self._save(metrics=None)
+        lr_scale = place(np.float32(pos.lr_scale), self.steps.shardings.replicated)
+        with contextlib.closing(self._train_batches(epoch, pos.step - epoch * spe)) as batches:
+            for x, y in batches:
+                self.params, self.opt_state, loss, finite = self.steps.train_step(
+                    self.params, self.opt_state, x, y, lr_scale)
+                pos.step += 1
+                fault_point("train_step")  # the step is dispatched, not yet finished
+                pos.epoch_losses.append(loss)
+                self.watch.record(pos.step, finite)
+                self._report_step(epoch, loss)
+                every = cfg.checkpoint.every_steps
+                if every and pos.step % every == 0 and pos.step % spe:
+                    self._save(metrics=None)
         self.watch.check()
         metrics = {"train/loss": float(jnp.mean(jnp.stack(pos.epoch_losses))),
                    "train/seconds": time.perf_counter() - started}
+        if self.online is not None:
+            metrics.update(self.online.metrics())
         pos.epoch_losses = []
         last = epoch + 1 == self.epochs
         if len(self.splits.val) and ((epoch + 1) % cfg.train.eval_every == 0 or last):
@@ -328,6 +388,19 @@ class _Run:
                   or bool(every and pos.step % every == 0))
         self._save(metrics, latest=latest)
         return metrics
+
+    def _train_batches(self, epoch: int, first: int) -> Iterator[tuple[jax.Array, jax.Array]]:
+        """Batches ``first, first + 1, ...`` of epoch ``epoch``, on the devices."""
+        cfg, train = self.cfg, self.splits.train
+        loader = BatchLoader(train, self.mesh)
+        if self.online is not None:
+            # A stream draws as it is read: read in step with training, so the stream state
+            # a checkpoint saves is the one after the last step taken.
+            order = epoch_order(cfg.seed, epoch, len(train))[first * cfg.train.batch_size:]
+            return (loader.place(x, y)
+                    for x, y in train.batches(cfg.train.batch_size, order, drop_last=True))
+        return Prefetch(map(loader.load, epoch_batches(cfg.seed, epoch, len(train),
+                                                       cfg.train.batch_size, first)))
 
     def _report_step(self, epoch: int, loss: jax.Array) -> None:
         step = self.pos.step
@@ -376,13 +449,14 @@ class _Run:
         test = evaluate(self.steps, params, self.splits.test, cfg.train.batch_size, self.mesh)
         per_step = test.pop("rel_l2_per_channel")
         results: dict[str, Any] = {f"test/{k}": v for k, v in test.items()}
-        if cfg.data.time is not None:
+        if cfg.data.time is not None and cfg.data.time.mode != "all2all":  # all2all: nopx eval
             results["test/rel_l2_per_step"] = per_step
             self.progress.log("test rel L2 per predicted step: "
                               + " ".join(f"{value:.3g}" for value in per_step))
         stages = {}
         for stage in cfg.stages:
-            refined = spectral_refine(cfg, stage, nnx.merge(self.graphdef, params, self.rest),
+            refined = spectral_refine(cfg, stage,
+                                      nnx.merge(self.graphdef, to_host(params), self.rest),
                                       self.splits.test)
             self.metrics_log.write({"step": self.pos.step, "epoch": self.epochs, "event": "stage",
                                     "stage": stage.name, **refined})
@@ -401,7 +475,8 @@ class _Run:
                    "epochs": self.epochs, "steps": self.pos.step, "schedule_phases": self.phases,
                    "rollbacks": self.pos.rollbacks, "test": results, "stages": stages,
                    "nopx_version": __version__}
-        _write_atomic(cfg.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        if self.primary:
+            _write_atomic(cfg.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         self.progress.log(f"test on the {which} checkpoint (step {saved['step']}): "
                           + " ".join(f"{k} {v:.4g}" for k, v in results.items()
                                      if not isinstance(v, list)))

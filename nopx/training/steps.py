@@ -2,7 +2,10 @@
 
 The model is split once with :func:`flax.nnx.split`; the steps are pure functions of the
 parameter pytree, so ``jax.jit`` traces them once, the train state is donated, and
-parameters and optimizer state are plain pytrees for orbax and for sharding.
+parameters and optimizer state are plain pytrees for orbax and for sharding. Given
+:class:`~nopx.parallel.StepShardings`, the steps are jitted with them as
+``in_shardings``/``out_shardings``: the batch split on ``data``, parameters and optimizer
+state as the model's sharding rule says, the returned state where it came from.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 
 from nopx import losses
-from nopx.parallel import shard_batch
+from nopx.parallel import StepShardings
 from nopx.training.data import Normalizer
+from nopx.training.prefetch import BatchLoader
 from nopx.training.tasks import Apply, direct
 
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
@@ -42,7 +47,8 @@ class Steps:
 
     def __init__(self, graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientTransformation,
                  loss: LossFn, x_norm: Normalizer, y_norm: Normalizer,
-                 apply: Apply = direct, lr_multipliers: Any = None) -> None:
+                 apply: Apply = direct, lr_multipliers: Any = None,
+                 shardings: StepShardings | None = None) -> None:
         self.graphdef = graphdef
         self.apply = apply
         self.rest = rest
@@ -51,8 +57,17 @@ class Steps:
         self.x_norm = x_norm
         self.y_norm = y_norm
         self.lr_multipliers = lr_multipliers
-        self.train_step = jax.jit(self._train_step, donate_argnums=(0, 1))
-        self.eval_step = jax.jit(self._eval_step)
+        self.shardings = shardings
+        train: dict[str, Any] = {}
+        evaluate: dict[str, Any] = {}
+        if shardings is not None:
+            s = shardings
+            train = {"in_shardings": (s.params, s.opt_state, s.batch, s.batch, s.replicated),
+                     "out_shardings": (s.params, s.opt_state, s.replicated, s.replicated)}
+            # Batches keep their own sharding: a split's last, short batch comes replicated.
+            evaluate = {"in_shardings": (s.params, None, None), "out_shardings": s.replicated}
+        self.train_step = jax.jit(self._train_step, donate_argnums=(0, 1), **train)
+        self.eval_step = jax.jit(self._eval_step, **evaluate)
         self.predict = jax.jit(self._predict)
 
     def _predict(self, params: nnx.State, x: jax.Array) -> jax.Array:
@@ -88,10 +103,16 @@ class Steps:
 
 def evaluate(steps: Steps, params: nnx.State, split, batch_size: int,
              mesh: jax.sharding.Mesh | None = None) -> dict[str, float | list[float]]:
-    """Sample-weighted mean of :func:`eval_metrics` over a whole split (vectors as lists)."""
+    """Sample-weighted mean of :func:`eval_metrics` over a whole split (vectors as lists).
+
+    On a ``mesh`` each process reads only the rows of each batch its devices hold.
+    """
     totals: dict[str, jax.Array] = {}
-    for x, y in split.batches(batch_size):
-        metrics = steps.eval_step(params, shard_batch(mesh, x), shard_batch(mesh, y))
+    loader = BatchLoader(split, mesh)
+    for start in range(0, len(split), batch_size):
+        positions = np.arange(start, min(start + batch_size, len(split)))
+        x, y = loader.load(positions)
+        metrics = steps.eval_step(params, x, y)
         for name, value in metrics.items():
-            totals[name] = totals.get(name, 0.0) + value * x.shape[0]
+            totals[name] = totals.get(name, 0.0) + value * len(positions)
     return {name: (total / len(split)).tolist() for name, total in totals.items()}

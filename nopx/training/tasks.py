@@ -1,19 +1,29 @@
-"""How a model is applied to a batch: directly, rolled out in time, or in space-time.
+"""How a model is applied to a batch: directly, rolled out in time, in space-time, or
+all2all with a lead time.
 
 A task turns the model into ``apply(model, x) -> y`` on normalised, channels-last arrays:
 ``x (B, *spatial, C_in)`` to ``y (B, *spatial, C_out)``. For trajectory windows the
-channels are time slices (see :class:`nopx.config.TimeConfig`).
+channels are time slices (see :class:`nopx.config.TimeConfig`); in all2all the last
+channel of ``x`` is the lead time (:mod:`nopx.training.all2all`).
+
+Whether a model is called ``model(x, t)`` is its own declaration, not a type check here:
+a model class may define ``takes_time(kwargs) -> bool`` (scOT: when it is built
+time-conditioned); models without it take ``model(x)`` and get the lead time as an input
+channel (:func:`takes_time`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from nopx.config import DataConfig
+from nopx.training import all2all as lead_time
+from nopx.training.data import Normalizer
 
 Apply = Callable[[nnx.Module, jax.Array], jax.Array]
 
@@ -69,22 +79,64 @@ def spacetime(model: nnx.Module, x: jax.Array, steps: int) -> jax.Array:
     return model(repeated)[..., 0]
 
 
-def make_apply(data: DataConfig, output_steps: int | None) -> Apply:
-    """The apply function of a data config's task."""
+def all2all(model: nnx.Module, x: jax.Array, with_time: bool) -> jax.Array:
+    """A lead-time sample: ``x (B, *spatial, C + 1)``, the lead time as its last, constant
+    channel → ``(B, *spatial, C_out)``; ``model(fields, t)`` with ``t (B,)`` if
+    ``with_time``, else ``model(x)`` (the lead time stays an input channel).
+
+    >>> import jax.numpy as jnp
+    >>> x = jnp.concatenate([jnp.ones((2, 3, 1)), jnp.full((2, 3, 1), 0.5)], axis=-1)
+    >>> all2all(lambda u, t: u * t[:, None, None], x, True)[:, 0, 0].tolist()
+    [0.5, 0.5]
+    """
+    if not with_time:
+        return model(x)
+    t = x[(slice(None),) + (0,) * (x.ndim - 2) + (-1,)]
+    return model(x[..., :-1], t)
+
+
+def takes_time(name: str, kwargs: dict[str, Any]) -> bool:
+    """Whether the registered model ``name`` built with ``kwargs`` is called ``model(x, t)``:
+    its class's ``takes_time(kwargs)``, if it declares one (an unknown name: ``False``;
+    building it reports the error)."""
+    from nopx import models
+
+    if name not in models.available():
+        return False
+    declared = getattr(models.get(name), "takes_time", None)
+    return bool(declared(kwargs)) if declared is not None else False
+
+
+def make_apply(data: DataConfig, output_steps: int | None, with_time: bool = False) -> Apply:
+    """The apply function of a data config's task (``with_time``: the model takes the lead
+    time as an argument, all2all only)."""
     if data.time is None or data.time.mode == "direct":
         return direct
     if data.time.mode == "rollout":
         return lambda model, x: rollout(model, x, output_steps)
+    if data.time.mode == "all2all":
+        return lambda model, x: all2all(model, x, with_time)
     return lambda model, x: spacetime(model, x, output_steps)
 
 
-def channels(data: DataConfig, output_steps: int | None) -> tuple[int, int]:
-    """Default ``(in_channels, out_channels)`` of the model for a data config's task."""
+def channels(data: DataConfig, output_steps: int | None,
+             with_time: bool = False) -> tuple[int, int]:
+    """Default ``(in_channels, out_channels)`` of the model for a data config's task (in
+    all2all, one more input channel for the lead time unless the model takes ``t``)."""
     if data.time is None:
         return len(data.inputs), len(data.targets)
     if data.time.mode == "direct":
         return data.time.input, output_steps
+    if data.time.mode == "all2all":
+        return len(data.inputs) + (0 if with_time else 1), len(data.targets)
     return data.time.input, 1
+
+
+def identity_normalizers(data: DataConfig) -> tuple[Normalizer, Normalizer]:
+    """``(x, y)`` normalisers that change nothing (``data.normalize: false``)."""
+    if data.time is not None and data.time.mode == "all2all":
+        return lead_time.identity_normalizers(len(data.inputs))
+    return Normalizer.identity(len(data.inputs)), Normalizer.identity(len(data.targets))
 
 
 def model_grid(data: DataConfig, spatial: tuple[int, ...], output_steps: int | None) -> tuple[int, ...]:
