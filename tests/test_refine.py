@@ -82,6 +82,21 @@ def test_h_minus1_by_hand():
     assert float(eta[0]) == pytest.approx(math.sqrt(0.5 / (0.5 + 4 * math.pi ** 2)), rel=1e-12)
 
 
+def _fit(model: nnx.Module, apply, x, y):
+    """30 Adam steps on the mean squared error of ``apply(model, x)`` on the first 4
+    trajectories; returns ``(model, x, y)`` of the others."""
+    optimizer = nnx.Optimizer(model, optax.adam(3e-3), wrt=nnx.Param)
+
+    @nnx.jit
+    def step(m, opt, x, y):
+        grads = nnx.grad(lambda m: jnp.mean((apply(m, x) - y) ** 2))(m)
+        opt.update(m, grads)
+
+    for _ in range(30):
+        step(model, optimizer, x[:4], y[:4])
+    return model, x[4:], y[4:]
+
+
 @pytest.fixture(scope="module")
 def trained():
     """A tiny SFNO trained for a few Adam steps on 16² trajectories, and held-out ones."""
@@ -89,16 +104,7 @@ def trained():
                            dtype="float32").astype(np.float32)
     x, y = traj[..., :4], traj[..., 4:10]
     model = SFNO(4, 6, n_modes=(4, 4, 3), hidden_channels=4, n_layers=2, latent_steps=4)
-    optimizer = nnx.Optimizer(model, optax.adam(3e-3), wrt=nnx.Param)
-
-    @nnx.jit
-    def step(m, opt, x, y):
-        grads = nnx.grad(lambda m: jnp.mean((m(x) - y) ** 2))(m)
-        opt.update(m, grads)
-
-    for _ in range(30):
-        step(model, optimizer, x[:4], y[:4])
-    return model, x[4:], y[4:]
+    return _fit(model, lambda m, v: m(v), x, y)
 
 
 def test_enlarged_output_layer_reproduces_the_model(trained):
@@ -237,16 +243,7 @@ def trained_fno3d():
     x, y = traj[..., :4], traj[..., 4:10]
     model = FNO(4, 1, n_modes=(8, 8, 4), hidden_channels=6, n_layers=2,
                 domain_padding=[0.0, 0.0, 0.25])
-    optimizer = nnx.Optimizer(model, optax.adam(3e-3), wrt=nnx.Param)
-
-    @nnx.jit
-    def step(m, opt, x, y):
-        grads = nnx.grad(lambda m: jnp.mean((spacetime(m, x, 6) - y) ** 2))(m)
-        opt.update(m, grads)
-
-    for _ in range(30):
-        step(model, optimizer, x[:4], y[:4])
-    return model, x[4:], y[4:]
+    return _fit(model, lambda m, v: spacetime(m, v, 6), x, y)
 
 
 def test_fno3d_refinement_lowers_the_residual(trained_fno3d):
