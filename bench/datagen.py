@@ -40,13 +40,14 @@ from pathlib import Path
 import numpy as np
 
 from contention import run_children, wait_for_quiet
+from generated import markers, write_block
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 BASELINES = HERE / "peers" / "datagen_baselines.py"
 RESULTS = HERE / "RESULTS.md"
-MARKS = ("<!-- BEGIN bench/datagen.py (generated; edit outside the markers) -->",
-         "<!-- END bench/datagen.py -->")
+TAG = "bench/datagen.py"
+MARKS = markers(TAG)
 TOLERANCE = 1e-7
 
 
@@ -192,17 +193,6 @@ def markdown(results: list[dict], max_share: float) -> str:
     return "\n".join(lines)
 
 
-def write_results(block: str) -> None:
-    text = RESULTS.read_text()
-    begin, end = MARKS
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + block + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    RESULTS.write_text(text)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
@@ -225,7 +215,7 @@ def main() -> int:
     print(body)
     if not args.no_write:
         command = " ".join(shlex.quote(a) for a in ["python", "bench/datagen.py", *sys.argv[1:]])
-        write_results("\n".join([
+        write_block(RESULTS, TAG, "\n".join([
             MARKS[0], "## Datagen end to end: `nopx datagen` vs expert pipelines (`bench/datagen.py`)",
             "", f"- Date: {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, {os.cpu_count()} CPUs; "
             f"command `{command}`",

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from collections.abc import Callable
+
+from peers.timing import timed_calls
 
 # Dense peak numbers from the vendors' datasheets (SXM parts): FLOP/s, bytes/s.
 PEAKS = {
@@ -40,16 +40,10 @@ def _ints(text: str) -> list[int]:
 
 
 def _median_seconds(run: Callable[[], object], repeats: int) -> float:
+    """Median seconds of ``repeats`` calls after the compiling call and one warm-up."""
     import jax
 
-    jax.block_until_ready(run())  # compile, warm up
-    jax.block_until_ready(run())
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(run())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return timed_calls(lambda: jax.block_until_ready(run()), 1, repeats)["ms_median"] / 1e3
 
 
 def train_step_rows(args: argparse.Namespace) -> list[dict]:

@@ -19,25 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
-import time
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from nopx.models import ScOT
-
-
-def _median_seconds(call: Callable[[], jax.Array], steps: int) -> float:
-    jax.block_until_ready(call())                           # compile and warm up
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        jax.block_until_ready(call())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from peers.timing import timed_calls
 
 
 def _peak_bytes() -> int:
@@ -74,9 +62,11 @@ def main() -> None:
         x = jax.random.normal(jax.random.key(0), (batch, args.grid, args.grid, args.channels))
         t = jnp.linspace(0.0, 1.0, batch)
         row = {"batch": batch,
-               "forward_ms": 1e3 * _median_seconds(lambda: forward(params, x, t), args.steps),
-               "forward_backward_ms": 1e3 * _median_seconds(lambda: gradient(params, x, t),
-                                                            args.steps),
+               "forward_ms": timed_calls(lambda: jax.block_until_ready(forward(params, x, t)),
+                                         0, args.steps)["ms_median"],
+               "forward_backward_ms": timed_calls(
+                   lambda: jax.block_until_ready(gradient(params, x, t)), 0,
+                   args.steps)["ms_median"],
                "peak_mib": _peak_bytes() / 2**20}
         rows.append(row)
         print(f"scOT-{args.size} {args.grid}² batch {batch}: forward {row['forward_ms']:.1f} ms, "

@@ -49,9 +49,10 @@ import time
 from pathlib import Path
 
 from contention import run_children, wait_for_quiet
+from generated import markers, write_block
 from peers import venv
 from peers.fno_configs import CONFIGS, FNOConfig
-from peers.timing import peak_rss_mib, timed_calls
+from peers.timing import peak_rss_mib, step_report, timed_calls
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -67,10 +68,8 @@ MALLOC_MODES = {
 }
 
 
-def _marks(malloc: str) -> tuple[str, str]:
-    tag = f"bench/train_step.py malloc={malloc}"
-    return (f"<!-- BEGIN {tag} (generated; edit outside the markers) -->",
-            f"<!-- END {tag} -->")
+def _tag(malloc: str) -> str:
+    return f"bench/train_step.py malloc={malloc}"
 
 
 # --------------------------------------------------------------------------- #
@@ -126,11 +125,7 @@ def run_worker(cfg: FNOConfig, iters: int, warmup: int, seed: int) -> dict:
         losses.append(float(loss))
 
     train = timed_calls(step, warmup, iters)
-    return {"params_real": n_params, "train": train, "forward": fwd,
-            "loss_first_last": [losses[0], losses[-1]],
-            "rss_mib": {"after_import": rss_import, "peak_forward": rss_forward,
-                        "peak_train": peak_rss_mib()},
-            "versions": {"jax": jax.__version__}}
+    return step_report(n_params, train, fwd, losses, rss_import, rss_forward, {"jax": jax.__version__})
 
 
 # --------------------------------------------------------------------------- #
@@ -235,7 +230,7 @@ def markdown_table(rows: list[tuple[str, dict, dict]]) -> str:
 
 def report_block(report: dict, table: str) -> str:
     s = report["settings"]
-    begin, end = _marks(s["malloc"])
+    begin, end = markers(_tag(s["malloc"]))
     return "\n".join([
         begin,
         f"## FNO training step: nopx vs neuraloperator (`bench/train_step.py`, malloc={s['malloc']})",
@@ -253,18 +248,6 @@ def report_block(report: dict, table: str) -> str:
         "",
         end,
     ])
-
-
-def write_results(path: Path, block: str, malloc: str) -> None:
-    """Replace this script's block for ``malloc`` in ``path``, keeping everything else."""
-    begin, end = _marks(malloc)
-    text = path.read_text() if path.exists() else "# nopx benchmark results\n"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + block + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -331,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": [{"key": k, "nopx": o, "peer": p} for k, o, p in rows],
     }
     if not args.no_write:
-        write_results(args.results, report_block(report, table), args.malloc)
+        write_block(args.results, _tag(args.malloc), report_block(report, table))
         print(f"wrote {args.results}", file=sys.stderr)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -24,7 +24,7 @@ import json
 from pathlib import Path
 
 from fno_configs import CONFIGS, FNOConfig
-from timing import peak_rss_mib, timed_calls
+from timing import peak_rss_mib, step_report, timed_calls
 
 MALLOC_MODULE = Path(__file__).resolve().parents[2] / "nopx" / "_malloc.py"
 
@@ -74,11 +74,7 @@ def run(cfg: FNOConfig, iters: int, warmup: int, threads: int, seed: int) -> dic
         losses.append(float(loss))
 
     train = timed_calls(train_step, warmup, iters)
-    return {"params_real": n_params, "train": train, "forward": fwd,
-            "loss_first_last": [losses[0], losses[-1]],
-            "rss_mib": {"after_import": rss_import, "peak_forward": rss_forward,
-                        "peak_train": peak_rss_mib()},
-            "versions": {"torch": torch.__version__}}
+    return step_report(n_params, train, fwd, losses, rss_import, rss_forward, {"torch": torch.__version__})
 
 
 def main() -> None:

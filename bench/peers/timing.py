@@ -32,3 +32,13 @@ def timed_calls(fn: Callable[[], object], warmup: int, iters: int) -> dict:
     return {"first_s": first_s, "ms_median": statistics.median(times), "ms_min": min(times),
             "ms_all": times, "sys_ms": (ru1.ru_stime - ru0.ru_stime) / iters * 1e3,
             "minor_faults": (ru1.ru_minflt - ru0.ru_minflt) / iters}
+
+
+def step_report(n_params: int, train: dict, forward: dict, losses: list[float],
+                rss_import: float, rss_forward: float, versions: dict[str, str]) -> dict:
+    """The one result record both sides of ``train_step.py`` print (peak RSS read now)."""
+    return {"params_real": n_params, "train": train, "forward": forward,
+            "loss_first_last": [losses[0], losses[-1]],
+            "rss_mib": {"after_import": rss_import, "peak_forward": rss_forward,
+                        "peak_train": peak_rss_mib()},
+            "versions": versions}
