@@ -31,6 +31,7 @@ Usage (repository root)::
     python bench/train_step.py                   # configs a-e -> the block in bench/RESULTS.md
     python bench/train_step.py --quick           # smoke test: 3 timed steps, no waiting, no file
     python bench/train_step.py --configs a --no-peer --no-write   # nopx only
+    python bench/train_step.py --no-write --json run.json        # later: --from-json run.json
 
 speed-up = peer ms / nopx ms (above 1: nopx is faster).
 """
@@ -271,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
                    help="markdown file whose generated block is replaced (default %(default)s)")
     p.add_argument("--json", type=Path, help="also write the raw results as JSON")
+    p.add_argument("--from-json", type=Path, metavar="JSON",
+                   help="run nothing: write the block of a run saved with --json")
     p.add_argument("--no-write", action="store_true", help="print the table, write no files")
     p.add_argument("--worker", metavar="KEY", help=argparse.SUPPRESS)
     return p
@@ -280,6 +283,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.worker:
         print(json.dumps(run_worker(CONFIGS[args.worker], args.iters, args.warmup, args.seed)))
+        return 0
+    if args.from_json:
+        report = json.loads(args.from_json.read_text())
+        rows = [(r["key"], r["nopx"], r["peer"]) for r in report["results"]]
+        malloc = report["settings"]["malloc"]
+        write_block(args.results, _tag(malloc), report_block(report, markdown_table(rows)))
+        print(f"wrote {args.results} from {args.from_json}", file=sys.stderr)
         return 0
     if args.quick:
         args.iters, args.warmup, args.attempts, args.quiet_wait, args.no_write = 3, 1, 1, 0.0, True

@@ -13,14 +13,55 @@ Elsewhere (a few hosts or local processes) start one ``nopx train --distributed`
 process with ``JAX_COORDINATOR_ADDRESS=host:port`` (process 0's address, read by JAX),
 ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` (read here). On CPU, processes exchange
 data through gloo (JAX's default CPU collectives).
+
+Host data that the processes work out in shares (the normaliser statistics,
+:mod:`nopx.training.data`) is combined with :func:`gather_blocks`; :class:`Process` says
+which share is this process's.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+import numpy as np
 
 from nopx.errors import UserError
+
+
+class Process(NamedTuple):
+    """This process's place in a run: process ``index`` of ``count`` (``0`` of ``1`` alone)."""
+
+    index: int = 0
+    count: int = 1
+
+    @classmethod
+    def current(cls) -> Process:
+        """This process in JAX's runtime (after :func:`initialize`, if it is called at all)."""
+        import jax
+
+        return cls(jax.process_index(), jax.process_count())
+
+
+def gather_blocks(block: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
+    """Every process's ``block``, concatenated in process order: the same array on each.
+
+    Process ``p`` passes ``(sizes[p], ...)`` rows (every process passes the same ``sizes``);
+    the result is ``(sum(sizes), ...)``. The bytes travel, not the values, so float64 arrives
+    bit for bit (JAX without x64 would round it to float32). Alone: ``block`` itself.
+    """
+    import jax
+
+    if jax.process_count() == 1:
+        return block
+    from jax.experimental import multihost_utils
+
+    # Collectives need one shape everywhere: pad to the largest block, cut after.
+    padded = np.zeros((max(sizes), *block.shape[1:]), block.dtype)
+    padded[:len(block)] = block
+    whole = multihost_utils.process_allgather(padded.view(np.uint8)).view(block.dtype)
+    return np.concatenate([rows[:size] for rows, size in zip(whole, sizes, strict=True)])
 
 
 def detect(env: Mapping[str, str] = os.environ) -> str | None:

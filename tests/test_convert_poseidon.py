@@ -2,7 +2,8 @@
 
 The fixture ``tests/data/poseidon_tiny`` (made by its ``make.py`` with Poseidon's own code
 and torch, see there) holds a small random reference scOT saved by ``save_pretrained`` and
-its output on a fixed input; nothing here needs torch.
+its output on a fixed input (``plain/``: the same without time conditioning); nothing
+here needs torch.
 """
 
 from __future__ import annotations
@@ -53,6 +54,17 @@ def test_converted_run_reproduces_poseidon(tmp_path, reference):
     at = predict_at(predict, jnp.asarray(reference["x"]), [float(reference["t"][0]), 0.5])
     assert at.shape == (2, 2, *reference["y"].shape[1:]) and np.isfinite(np.asarray(at)).all()
     _assert_close(at[:1, 0], {"y": reference["y"][:1]})
+
+
+def test_unconditioned_checkpoint_maps_plain_layer_norms():
+    # use_conditioning = false: every norm is a plain LayerNorm (weight/bias, no t-MLPs);
+    # 16² grid, two stages, 2 channels in and 1 out (fixture: make.py, folder plain/).
+    folder = FIXTURE / "plain"
+    io = np.load(folder / "io.npz")
+    kwargs, model = load_poseidon(folder)
+    assert kwargs["time_conditioning"] is False
+    pred = model(jnp.asarray(io["x"].transpose(0, 2, 3, 1)), jnp.asarray(io["t"]))
+    _assert_close(pred, {"y": io["y"].transpose(0, 2, 3, 1)})
 
 
 def test_torch_bin_reader_rebuilds_views_without_torch():

@@ -3,16 +3,23 @@ distributed runtime (``nopx train --distributed``), against 1 process x 8 device
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import pathlib
 import socket
 import subprocess
 
+import numpy as np
 import pytest
 import yaml
 
 from helpers import NOPX, run_nopx
+from nopx import config as nopx_config
+from nopx.distributed import Process
+from nopx.training.checkpoint import Checkpoints
+from nopx.training.data import NORM_CHUNK, READ_LOG, chunk_share, split_indices
+from nopx.training.source import epoch_batches
 
 # Both runs use the same 8-device mesh, so the same global batches meet the same program:
 # the training losses are bit-identical, evaluation differs in the last float32 bits.
@@ -22,8 +29,8 @@ TOLERANCE = 1e-6
 def _config(tmp_path: pathlib.Path, data: pathlib.Path) -> pathlib.Path:
     cfg = {
         "name": "dist",
-        # Read per sample from the file: each process reads only its rows of each batch.
-        "data": {"path": str(data), "n_train": 64, "n_test": 16, "in_memory": "never"},
+        # in_memory auto: one process holds the splits, each of two reads its rows from the file.
+        "data": {"path": str(data), "n_train": 64, "n_test": 16},
         "model": {"name": "fno", "n_modes": [8, 8], "hidden_channels": 8, "n_layers": 2},
         "optim": {"lr": 3e-3, "schedule": "cosine"},
         "train": {"epochs": 2, "batch_size": 8, "log_every": 1},
@@ -41,7 +48,8 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _two_processes(config: pathlib.Path, run_dir: pathlib.Path, *extra: str) -> list[str]:
+def _two_processes(config: pathlib.Path, run_dir: pathlib.Path, *extra: str,
+                   env: dict[str, str] | None = None) -> list[str]:
     """Run ``nopx train --distributed`` as processes 0 and 1; return their stderr."""
     port = _free_port()
     procs = [subprocess.Popen(
@@ -49,7 +57,7 @@ def _two_processes(config: pathlib.Path, run_dir: pathlib.Path, *extra: str) -> 
          "--set", f"train.run_dir={run_dir}", *extra],
         env={**os.environ, "JAX_NUM_CPU_DEVICES": "4", "JAX_PLATFORMS": "cpu",
              "JAX_COORDINATOR_ADDRESS": f"localhost:{port}", "JAX_NUM_PROCESSES": "2",
-             "JAX_PROCESS_ID": str(index)},
+             "JAX_PROCESS_ID": str(index), **(env or {})},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for index in range(2)]
     outputs = [proc.communicate(timeout=900) for proc in procs]
     for proc, (_, err) in zip(procs, outputs):
@@ -80,6 +88,49 @@ def _assert_same_curve(a: list[dict], b: list[dict]) -> None:
                 assert right[key] == pytest.approx(value, rel=TOLERANCE), key
 
 
+def _expected_reads(config: pathlib.Path, total: int, devices: int = 8,
+                    processes: int = 2) -> list[collections.Counter]:
+    """The dataset indices each process of a run of ``config`` reads from the file, with
+    multiplicity: the first training sample (the grid and shape check), its share of the
+    normaliser chunks, then its rows of every batch (contiguous, ``devices // processes``
+    data shards each) of every epoch, of each validation (every epoch) and of the test.
+    A batch whose rows do not divide over the devices is replicated: every process reads
+    it whole."""
+    cfg = nopx_config.load(config)
+    batch, epochs = cfg.train.batch_size, cfg.train.epochs
+    train, val, test = split_indices(cfg.data, total, cfg.seed)
+
+    def rows(process: int, positions: np.ndarray) -> np.ndarray:
+        share = len(positions) // processes
+        whole = len(positions) % devices
+        return positions if whole else positions[process * share:(process + 1) * share]
+
+    def in_turn(size: int) -> list[np.ndarray]:
+        return [np.arange(start, min(start + batch, size)) for start in range(0, size, batch)]
+
+    reads = []
+    for process in range(processes):
+        chunks = chunk_share(len(train), Process(process, processes))
+        read = list(train[:1]) + list(train[chunks.start * NORM_CHUNK:chunks.stop * NORM_CHUNK])
+        for epoch in range(epochs):
+            for positions in epoch_batches(cfg.seed, epoch, len(train), batch):
+                read += list(train[rows(process, positions)])
+            for positions in in_turn(len(val)):
+                read += list(val[rows(process, positions)])
+        for positions in in_turn(len(test)):
+            read += list(test[rows(process, positions)])
+        reads.append(collections.Counter(int(i) for i in read))
+    return reads
+
+
+def _normalizers(config: pathlib.Path, run_dir: pathlib.Path) -> dict:
+    checkpoints = Checkpoints(run_dir, nopx_config.load(config).checkpoint)
+    try:
+        return checkpoints.read_meta()["normalizers"]
+    finally:
+        checkpoints.close()
+
+
 @pytest.mark.slow
 def test_two_processes_match_one_process_and_resume_across_hosts(tmp_path, darcy_small):
     config = _config(tmp_path, darcy_small)
@@ -87,12 +138,20 @@ def test_two_processes_match_one_process_and_resume_across_hosts(tmp_path, darcy
     assert one.returncode == 0, one.stderr
     assert "cpu x8 (mesh data 8 x model 1, 1 processes)" in one.stderr
 
-    first, second = _two_processes(config, tmp_path / "two")
+    log = tmp_path / "reads"
+    log.mkdir()
+    first, second = _two_processes(config, tmp_path / "two", env={READ_LOG: str(log)})
     assert "cpu x8 (mesh data 8 x model 1, 2 processes)" in first
     assert "train/loss" not in second            # only process 0 reports and writes
     curve = _curve(tmp_path / "one")
     assert len(curve) == 3                        # 2 epochs and the test: written once
     _assert_same_curve(curve, _curve(tmp_path / "two"))
+    # Each process read only its rows and its share of the normaliser sums, and the shares
+    # combine to the one-process normalisers bit for bit (JSON floats of float32 values).
+    for process, expected in enumerate(_expected_reads(config, total=80)):
+        read = (log / f"reads-{process}.txt").read_text().split()
+        assert collections.Counter(int(i) for i in read) == expected, process
+    assert _normalizers(config, tmp_path / "two") == _normalizers(config, tmp_path / "one")
 
     # Killed mid-epoch on one host, resumed on two: the same batches, the same curve.
     killed = _one_process(config, tmp_path / "moved", env={"NOPX_FAULT": "train_step:5"})

@@ -3,11 +3,25 @@
 A split is held in memory when it fits (``data.memory_limit_gb``) and read one sample at
 a time otherwise (h5py fancy indexing is ~40x slower than per-sample reads). Fields are
 stacked as channels, channels-last: ``x`` is ``(N, *spatial, len(inputs))``.
+
+In a run of several processes (:mod:`nopx.distributed`) each process reads only what it
+uses: its rows of each batch, from the file, and its share of the chunks the normalisers
+are summed over (:func:`chunk_share`). There ``data.in_memory: auto`` holds nothing: the
+data order (:mod:`nopx.training.source`, a new permutation of the whole split each epoch,
+the same for any number of processes) passes the training samples through every
+process's rows as the epochs go by: after ``E`` epochs each of ``P`` processes has used
+about ``1 - (1 - 1/P)^E`` of them, so a per-process subset in memory would grow to the
+whole split. ``data.in_memory: always`` still holds every split whole in every process.
+
+Test hook: with ``NOPX_READ_LOG=DIR`` set, every sample a split reads from the file is
+appended (its dataset index, one per line) to ``DIR/reads-<process index>.txt``, so a test
+can see what each process read.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
@@ -15,7 +29,27 @@ from typing import NamedTuple
 import numpy as np
 
 from nopx.config import DataConfig, TimeConfig
+from nopx.distributed import Process, gather_blocks
 from nopx.errors import UserError
+
+#: The normalisers sum over chunks of this many consecutive samples of the training split,
+#: each process over its share of the chunks (:func:`chunk_share`), and add the chunk sums
+#: in chunk order: the float64 arithmetic, hence the statistics, are the same bit for bit
+#: whatever the number of processes.
+NORM_CHUNK = 64
+READ_LOG = "NOPX_READ_LOG"
+
+
+def chunk_share(size: int, process: Process) -> range:
+    """The normaliser chunks (of :data:`NORM_CHUNK` positions of a ``size``-sample split)
+    that ``process`` sums: a contiguous block, the chunks dealt out as evenly as they go.
+
+    >>> [chunk_share(200, Process(i, 3)) for i in range(3)]
+    [range(0, 1), range(1, 2), range(2, 4)]
+    """
+    chunks = -(-size // NORM_CHUNK)
+    return range(process.index * chunks // process.count,
+                 (process.index + 1) * chunks // process.count)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,14 +94,17 @@ class Split:
     ``time.input`` slices, ``y`` the ``output`` slices after them. Either holds ``x``/``y``
     in memory or reads each sample from ``path`` on demand. A sample holding NaN or Inf
     is refused with its index when it is read. ``format`` is the file's layout
-    (:func:`nopx.datagen.open_dataset`).
+    (:func:`nopx.datagen.open_dataset`). ``process`` is the process that reads the split
+    (its share of the normaliser sums; default: the only one).
     """
 
     def __init__(self, path: pathlib.Path, inputs: Sequence[str], targets: Sequence[str],
                  indices: Sequence[int], in_memory: bool, time: TimeConfig | None = None,
-                 output_steps: int | None = None, subsample: int = 1, format: str = "auto") -> None:
+                 output_steps: int | None = None, subsample: int = 1, format: str = "auto",
+                 process: Process | None = None) -> None:
         self.path = path
         self.format = format
+        self.process = Process() if process is None else process
         self.inputs = tuple(inputs)
         self.targets = tuple(targets)
         self.indices = np.asarray(indices, dtype=np.int64)
@@ -79,6 +116,7 @@ class Split:
         self.time_scale: float | None = None   # lead-time unit: all2all splits only
         if in_memory and len(self.indices):
             arrays, _ = _read_range(path, format, self.fields, self.indices)
+            _note_reads(self.process, self.indices)
             self.x, self.y = self._to_xy(arrays, self.indices)
 
     @property
@@ -114,10 +152,15 @@ class Split:
         the file."""
         if self.x is not None:
             return self.x[positions], self.y[positions]
-        samples = self.indices[positions]
         with _open(self.path, self.format) as reader:
-            return self._to_xy({f: np.stack([reader.read(f, int(i)) for i in samples])
-                                for f in self.fields}, samples)
+            return self._read_samples(reader, self.indices[positions])
+
+    def _read_samples(self, reader, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(x, y)`` of the dataset samples ``samples`` ``(n,)``, one read per sample from
+        the open ``reader``."""
+        _note_reads(self.process, samples)
+        return self._to_xy({f: np.stack([reader.read(f, int(i)) for i in samples])
+                            for f in self.fields}, samples)
 
     def batches(self, batch_size: int, order: np.ndarray | None = None,
                 drop_last: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -131,29 +174,62 @@ class Split:
             return
         with _open(self.path, self.format) as reader:
             for start in range(0, stop, batch_size):
-                samples = self.indices[order[start:start + batch_size]]
-                yield self._to_xy({f: np.stack([reader.read(f, int(i)) for i in samples])
-                                   for f in self.fields}, samples)
+                yield self._read_samples(reader, self.indices[order[start:start + batch_size]])
 
     def fit_normalizers(self) -> tuple[Normalizer, Normalizer]:
         """Mean and std of inputs and targets over this split (float64 sums).
 
         One pair per field channel; in a trajectory task one scalar pair shared by ``x``
         and ``y`` (they are the same field, and a rollout feeds outputs back as inputs).
+        Of several processes each sums its :func:`chunk_share` and all combine the sums
+        (so call it in every process): the normalisers of one process, bit for bit.
         """
+        if self.process.count == 1:
+            return self.normalizers_from(self.normalizer_sums())
+        shares = [chunk_share(len(self), Process(p, self.process.count))
+                  for p in range(self.process.count)]
+        mine = self.normalizer_sums(shares[self.process.index])
+        return self.normalizers_from(gather_blocks(mine, [len(share) for share in shares]))
+
+    @property
+    def _sum_names(self) -> tuple[str, ...]:
+        """The statistic each channel's sums add to: ``x``'s channels, then ``y``'s (all the
+        slices of a trajectory add to one, ``"traj"``)."""
+        if self.time is None:
+            return self.inputs + self.targets
+        return ("traj",) * (self.time.input + self.output_steps)
+
+    def normalizer_sums(self, chunks: range | None = None) -> np.ndarray:
+        """``(len(chunks), C_in + C_out, 3)`` float64: per chunk of :data:`NORM_CHUNK`
+        positions and per channel of ``x`` then ``y``, its (count, sum, sum of squares).
+
+        ``chunks``: consecutive chunk numbers; ``None``: every chunk :meth:`batches` yields
+        in turn (an online split's: its buffer's).
+        """
+        order = None if chunks is None else np.arange(
+            chunks.start * NORM_CHUNK, min(chunks.stop * NORM_CHUNK, len(self)))
+        rows = []
+        for x, y in self.batches(NORM_CHUNK, order):
+            channels = [arrays[..., c].astype(np.float64)
+                        for arrays in (x, y) for c in range(arrays.shape[-1])]
+            rows.append([(values.size, values.sum(), np.square(values).sum())
+                         for values in channels])
+        return np.array(rows, np.float64).reshape(-1, len(self._sum_names), 3)
+
+    def normalizers_from(self, sums: np.ndarray) -> tuple[Normalizer, Normalizer]:
+        """The normalisers from the :meth:`normalizer_sums` of every chunk ``(chunks, C_in +
+        C_out, 3)``, added one channel at a time in chunk order (the order fixes the float64
+        rounding)."""
+        totals = {name: np.zeros(3) for name in self._sum_names}
+        for chunk in sums:
+            for name, channel in zip(self._sum_names, chunk, strict=True):
+                totals[name] += channel
         shared = self.time is not None
         names_x = ("traj",) if shared else self.inputs
         names_y = ("traj",) if shared else self.targets
-        sums = {name: np.zeros(3) for name in names_x + names_y}
-        for x, y in self.batches(64):
-            for arrays, names in ((x, names_x), (y, names_y)):
-                for c in range(arrays.shape[-1]):
-                    values = arrays[..., c].astype(np.float64)
-                    sums[names[0] if shared else names[c]] += (
-                        values.size, values.sum(), np.square(values).sum())
 
         def fit(names: tuple[str, ...]) -> Normalizer:
-            count, total, squares = np.array([sums[n] for n in names]).T
+            count, total, squares = np.array([totals[n] for n in names]).T
             mean = total / count
             std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
             return Normalizer(mean.astype(np.float32), np.maximum(std, 1e-8).astype(np.float32))
@@ -182,6 +258,15 @@ def read_fields(path: pathlib.Path, format: str, fields: Sequence[str], indices:
         arrays = {name: _stride(field, subsample, 2 if time_axis else 1)
                   for name, field in arrays.items()}
     return arrays, attrs
+
+
+def _note_reads(process: Process, samples: np.ndarray) -> None:
+    """The ``NOPX_READ_LOG`` test hook (see the module doc): log ``samples`` ``(n,)``, the
+    dataset indices ``process`` read from the file."""
+    folder = os.environ.get(READ_LOG)
+    if folder:
+        with (pathlib.Path(folder) / f"reads-{process.index}.txt").open("a") as log:
+            log.write("".join(f"{int(i)}\n" for i in samples))
 
 
 def _open(path: pathlib.Path, format: str):
@@ -236,10 +321,13 @@ def split_indices(cfg: DataConfig, total: int, seed: int) -> tuple[np.ndarray, .
     return np.setdiff1d(pool, val), val, np.arange(total - cfg.n_test, total)
 
 
-def load_splits(cfg: DataConfig, path: pathlib.Path | None = None, *, seed: int = 0) -> Splits:
+def load_splits(cfg: DataConfig, path: pathlib.Path | None = None, *, seed: int = 0,
+                process: Process | None = None) -> Splits:
     """Open ``cfg.path`` (or ``path``), check fields and sizes, return the three splits.
 
     See :func:`split_indices`: the training pool and the test samples must not overlap.
+    ``process``: the process that reads them (default: this one in JAX's runtime); one of
+    several holds a split in memory only with ``data.in_memory: always``.
     """
     path = pathlib.Path(path or cfg.path)
     with _open(path, cfg.format) as reader:
@@ -270,9 +358,12 @@ def load_splits(cfg: DataConfig, path: pathlib.Path | None = None, *, seed: int 
     output_steps = None if cfg.time is None else _output_steps(cfg, shapes[cfg.inputs[0]], path)
     sample_bytes = 4 * sum(int(np.prod(shape)) for shape in shapes.values())
     fits = (cfg.n_train + cfg.n_test) * sample_bytes <= cfg.memory_limit_gb * 2**30
-    in_memory = cfg.in_memory == "always" or (cfg.in_memory == "auto" and fits)
+    # One of several processes reads only its rows of each batch (see the module doc).
+    process = Process.current() if process is None else process
+    in_memory = cfg.in_memory == "always" or (cfg.in_memory == "auto" and fits
+                                              and process.count == 1)
     return Splits(*(Split(path, cfg.inputs, cfg.targets, indices, in_memory, cfg.time,
-                          output_steps, cfg.subsample, cfg.format)
+                          output_steps, cfg.subsample, cfg.format, process)
                     for indices in split_indices(cfg, total, seed)))
 
 

@@ -50,29 +50,41 @@ def randomise(model: torch.nn.Module, generator: torch.Generator) -> None:
             param.copy_(value)
 
 
-def main() -> None:
-    torch.manual_seed(0)
-    config = ScOTConfig(image_size=32, patch_size=2, num_channels=3, num_out_channels=3,
-                        embed_dim=8, depths=[2, 1, 2], num_heads=[2, 2, 4],
-                        skip_connections=[1, 1, 0], window_size=4, mlp_ratio=4.0,
-                        use_conditioning=True, drop_path_rate=0.0, residual_model="convnext")
+def write_reference(folder: pathlib.Path, config: ScOTConfig, seed: int) -> None:
+    """A randomised reference scOT in ``folder``: ``save_pretrained`` files and ``io.npz``."""
     model = ScOT(config).eval()
-    randomise(model, torch.Generator().manual_seed(1))
-    model.save_pretrained(HERE, safe_serialization=True)
-
-    rng = np.random.default_rng(2)
-    x = rng.standard_normal((2, 3, 32, 32)).astype(np.float32)
+    randomise(model, torch.Generator().manual_seed(seed))
+    model.save_pretrained(folder, safe_serialization=True)
+    rng = np.random.default_rng(seed + 1)
+    size, channels = config.image_size, config.num_channels
+    x = rng.standard_normal((2, channels, size, size)).astype(np.float32)
     t = np.array([0.25, 0.8], np.float32)
     with torch.no_grad():
         y = model(pixel_values=torch.from_numpy(x), time=torch.from_numpy(t)).output.numpy()
-    np.savez_compressed(HERE / "io.npz", x=x, t=t, y=y)
+    np.savez_compressed(folder / "io.npz", x=x, t=t, y=y)
+    count = sum(p.numel() for p in model.parameters())
+    print(f"wrote {folder}: {count} parameters, |y| mean {np.abs(y).mean():.3f}")
+
+
+def main() -> None:
+    torch.manual_seed(0)
+    write_reference(HERE, ScOTConfig(
+        image_size=32, patch_size=2, num_channels=3, num_out_channels=3, embed_dim=8,
+        depths=[2, 1, 2], num_heads=[2, 2, 4], skip_connections=[1, 1, 0], window_size=4,
+        mlp_ratio=4.0, use_conditioning=True, drop_path_rate=0.0, residual_model="convnext"),
+        seed=1)
+    # Without time conditioning every norm is a plain LayerNorm (a second name mapping).
+    (HERE / "plain").mkdir(exist_ok=True)
+    write_reference(HERE / "plain", ScOTConfig(
+        image_size=16, patch_size=2, num_channels=2, num_out_channels=1, embed_dim=8,
+        depths=[1, 1], num_heads=[2, 2], skip_connections=[1, 0], window_size=4,
+        mlp_ratio=2.0, use_conditioning=False, drop_path_rate=0.0, residual_model="convnext"),
+        seed=3)
     # A few tensors in torch's own zip format (a transposed view, a parameter, integers)
     # for the torch-free reader of pytorch_model.bin files.
     base = torch.arange(6.0).reshape(2, 3)
     torch.save({"matrix": base, "transposed": base.t(), "param": torch.nn.Parameter(base[1]),
                 "index": torch.tensor([3, 1, 2])}, HERE / "tiny_state.bin")
-    count = sum(p.numel() for p in model.parameters())
-    print(f"wrote {HERE}: {count} parameters, |y| mean {np.abs(y).mean():.3f}")
 
 
 if __name__ == "__main__":
