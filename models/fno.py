@@ -1,9 +1,16 @@
-"""The Fourier Neural Operator (Li et al. 2021) as in neuraloperator 2.x, channels-last.
+r"""The Fourier Neural Operator (Li et al. 2021) as in neuraloperator 2.x, channels-last.
 
 .. code-block:: text
 
     x (B, *n, C_in) ─ grid embedding ─ lifting MLP ─ domain pad ─ L × FNOBlock ─ unpad
                     ─ projection MLP ─ (B, *n, C_out)
+
+Each block (:class:`~nopx.layers.FNOBlock`) is
+:math:`v \mapsto \sigma\big(\mathcal{F}^{-1}[W_\ell \cdot \mathcal{F}v] + S v\big)` followed
+by a channel MLP, with :math:`W_\ell \in \mathbb{C}^{k_1 \times \dots \times k_d \times C
+\times C}` the spectral weight on the kept modes. ``factorization`` stores :math:`W_\ell`
+dense (the FNO) or as a low-rank CP, Tucker or TT tensor (the TFNO, :mod:`nopx.models.tfno`),
+per block or, with ``joint_factorization``, as one tensor for the whole stack.
 
 With the defaults the parameter count equals neuraloperator 2.0.0's ``FNO`` (complex
 weights counted as 2 reals): e.g. 1,192,801 for 2-D, 1 → 1, ``n_modes=(16, 16)``, 32 hidden
@@ -21,7 +28,9 @@ from flax import nnx
 from nopx.layers import (ChannelMLP, FNOBlock, append_grid, domain_pads, pad_domain,
                          unpad_domain)
 from nopx.layers.checks import check_choice, check_n_modes, check_positive
-from nopx.layers.fourier import Method, Norm
+from nopx.layers.factorized import FACTORIZATIONS, Factorization, FactorizedTensor, Rank
+from nopx.layers.fourier import Method, Norm, kept_shape
+from nopx.layers.spectral_conv import IMPLEMENTATIONS, Implementation, default_std
 from nopx.models.registry import register
 
 
@@ -59,6 +68,15 @@ class FNO(nnx.Module):
       norm: ``None``, ``"instance_norm"`` or ``"group_norm"`` inside the blocks.
       fft_norm: ``"forward"`` (default), ``"backward"`` or ``"ortho"``.
       transform: how the truncated FFTs are computed: ``"auto"``, ``"fft"`` or ``"dft"``.
+      factorization: the spectral weights: ``"dense"`` (default), or low-rank ``"tucker"``,
+        ``"cp"`` or ``"tt"`` (:mod:`nopx.layers.factorized`; the TFNO).
+      rank: fraction of the dense spectral parameter count kept by a factorization (of one
+        block's weight, or of the stack's with ``joint_factorization``), or explicit ranks;
+        ignored when dense.
+      joint_factorization: one factorized tensor ``(n_layers, *kept, C, C)`` shared by the
+        blocks, block ``l`` using slice ``l``; ignored when dense.
+      implementation: ``"auto"``, ``"reconstructed"`` or ``"factorized"``: how a factorized
+        weight is applied (:class:`~nopx.layers.SpectralConv`).
       rngs: random streams for the initialisation (``None``: ``nnx.Rngs(0)``).
 
     >>> import jax.numpy as jnp
@@ -68,9 +86,12 @@ class FNO(nnx.Module):
     """
 
     # Parameter sharding over a mesh's "model" axis (nopx.parallel.param_shardings): the
-    # spectral weights (*kept, C_in, C_out) and every channel-MLP, skip, lifting and projection
-    # kernel (C_in, C_out) along their output channels; the rest is replicated.
-    sharding_rules = ((r"conv/weight_(real|imag)$", -1), (r"kernel$", -1))
+    # dense spectral weights (*kept, C_in, C_out) and every channel-MLP, skip, lifting and
+    # projection kernel (C_in, C_out) along their output channels, the factors of a factorized
+    # spectral weight (CP/Tucker factors (n, rank), Tucker core, TT cores (r, n, r')) along
+    # their last rank axis; the rest is replicated.
+    sharding_rules = ((r"conv/weight_(real|imag)$", -1), (r"conv/weight/(real|imag)/\d+$", -1),
+                      (r"kernel$", -1))
 
     def __init__(self, in_channels: int, out_channels: int, n_modes: Sequence[int],
                  hidden_channels: int, n_layers: int = 4, *,
@@ -80,16 +101,22 @@ class FNO(nnx.Module):
                  channel_mlp_skip: str | None = "soft-gating", fno_skip: str | None = "linear",
                  domain_padding: float | Sequence[float] | None = None,
                  non_linearity: str = "gelu", norm: str | None = None, fft_norm: Norm = "forward",
-                 transform: Method = "auto", rngs: nnx.Rngs | None = None) -> None:
+                 transform: Method = "auto", factorization: Factorization = "dense",
+                 rank: Rank = 0.1, joint_factorization: bool = False,
+                 implementation: Implementation = "auto", rngs: nnx.Rngs | None = None) -> None:
         check_positive(in_channels=in_channels, out_channels=out_channels,
                        hidden_channels=hidden_channels, n_layers=n_layers)
         check_choice("positional_embedding", positional_embedding, ("grid", None))
+        check_choice("factorization", factorization, FACTORIZATIONS)
+        check_choice("implementation", implementation, IMPLEMENTATIONS)
         rngs = nnx.Rngs(0) if rngs is None else rngs
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.n_modes = check_n_modes(n_modes)
         self.n_layers = n_layers
         self.positional_embedding = positional_embedding
+        self.factorization = factorization
+        self.joint_factorization = joint_factorization
         dim = len(self.n_modes)
         if domain_padding is not None:
             domain_pads((1,) * dim, domain_padding)          # raises ValueError if malformed
@@ -103,6 +130,14 @@ class FNO(nnx.Module):
             hidden_channels if single else
             _ratio_width("lifting_channel_ratio", lifting_channel_ratio, hidden_channels),
             n_layers=1 if single else 2, non_linearity=non_linearity, rngs=rngs)
+        # Held by the blocks only (not as an attribute here), so its parameters live under
+        # blocks/0/conv/weight/ whether or not the stack shares it.
+        joint = None
+        if joint_factorization and factorization != "dense":
+            joint = FactorizedTensor(
+                (n_layers, *kept_shape(self.n_modes), hidden_channels, hidden_channels),
+                factorization, rank, std=default_std(hidden_channels, hidden_channels),
+                rngs=rngs)
         # A Python loop over the blocks, not a lax.scan over stacked ones: on XLA:CPU the scan
         # made the forward pass 1.5-2.3x faster (the loop carry stops XLA from re-fusing each
         # block's elementwise tail into the next block's consumers) but the train step 7-19%
@@ -112,7 +147,9 @@ class FNO(nnx.Module):
                      activate_output=layer < n_layers - 1, non_linearity=non_linearity,
                      channel_mlp_expansion=channel_mlp_expansion,
                      channel_mlp_skip=channel_mlp_skip, fno_skip=fno_skip, norm=norm,
-                     fft_norm=fft_norm, transform=transform, rngs=rngs)
+                     fft_norm=fft_norm, transform=transform, factorization=factorization,
+                     rank=rank, implementation=implementation, weight=joint,
+                     layer=None if joint is None else layer, rngs=rngs)
             for layer in range(n_layers)])
         self.projection = ChannelMLP(
             hidden_channels, out_channels,

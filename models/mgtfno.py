@@ -1,9 +1,22 @@
 r"""MG-TFNO (Kossaifi et al., TMLR 2024): a jointly factorized TFNO on multigrid patches.
 
-:class:`~nopx.models.TFNO` with one Tucker tensor for all layers' spectral weights
-(``joint_factorization=True``), run by :class:`~nopx.models.MultigridPatching` on
-:math:`2^{\ell d}` patches, each with :math:`\ell` coarser context levels as extra input
-channels (the inner TFNO gets ``in_channels·(levels+1)`` channels).
+An :class:`~nopx.models.FNO` with one Tucker tensor for all layers' spectral weights
+(``FNO(..., factorization="tucker", rank=0.05, joint_factorization=True)``: a jointly
+factorized TFNO), run by :class:`~nopx.models.MultigridPatching` on :math:`2^{\ell d}`
+patches, each with :math:`\ell` coarser context levels as extra input channels (the inner
+FNO gets ``in_channels·(levels+1)`` channels). Per patch :math:`p` with input window
+:math:`x_p` and coarse windows :math:`x_p^{(j)}` of :math:`x` subsampled by :math:`2^j`:
+
+.. math::
+    u_p = \mathrm{crop}\,\mathcal{G}_\theta\big([x_p, x_p^{(1)}, \dots, x_p^{(\ell)}]\big),
+    \qquad u = \mathrm{stitch}(u_1, \dots, u_{P^d}),
+
+:math:`\mathcal{G}_\theta` the factorized FNO shared by all patches.
+
+Training: ``stitching: true`` (default) puts the loss on the stitched field;
+``stitching: false`` (``model: {name: mgtfno, stitching: false}``) puts it on each patch
+against the target cut the same way (:class:`~nopx.models.MultigridPatching`); evaluation is
+on the whole field either way.
 
 Patches wrap around periodically and a patch alone cannot tell where in the domain it is;
 ``global_grid=True`` (default) appends the domain coordinates in [0, 1) to the input before
@@ -25,9 +38,10 @@ from flax import nnx
 
 from nopx.layers import append_grid
 from nopx.layers.factorized import Factorization, Rank
+from nopx.models.fno import FNO
 from nopx.models.patching import MultigridPatching, check_levels
 from nopx.models.registry import register
-from nopx.models.tfno import TFNO, signature_with_keywords_of
+from nopx.models.tfno import signature_with_keywords_of
 
 
 @register("mgtfno")
@@ -36,9 +50,10 @@ class MGTFNO(MultigridPatching):
 
     Args:
       in_channels, out_channels, n_modes, hidden_channels, n_layers: as for
-        :class:`~nopx.models.TFNO` (``n_modes`` must fit a patch: ``n/2^levels + 2p`` cells);
-        every other TFNO/FNO keyword is accepted too.
-      levels, padding_fraction, stitching: as for :class:`~nopx.models.MultigridPatching`.
+        :class:`~nopx.models.FNO` (``n_modes`` must fit a patch: ``n/2^levels + 2p`` cells);
+        every other FNO keyword is accepted too.
+      levels, padding_fraction: as for :class:`~nopx.models.MultigridPatching`.
+      stitching: ``False`` trains per patch (:attr:`~MultigridPatching.trains_per_patch`).
       global_grid: append the domain coordinates before patching (see above).
       factorization, rank, joint_factorization: the spectral weights (joint Tucker by
         default).
@@ -50,8 +65,8 @@ class MGTFNO(MultigridPatching):
     (6, (2, 16, 16, 1))
     """
 
-    # The wrapped TFNO's rules (its parameters sit under "model/").
-    sharding_rules = TFNO.sharding_rules
+    # The wrapped FNO's rules (its parameters sit under "model/").
+    sharding_rules = FNO.sharding_rules
 
     def __init__(self, in_channels: int, out_channels: int, n_modes: Sequence[int],
                  hidden_channels: int, n_layers: int = 4, *, levels: int = 1,
@@ -59,15 +74,15 @@ class MGTFNO(MultigridPatching):
                  global_grid: bool = True,
                  factorization: Factorization = "tucker", rank: Rank = 0.05,
                  joint_factorization: bool = True, rngs: nnx.Rngs | None = None,
-                 **tfno_kwargs: Any) -> None:
+                 **fno_kwargs: Any) -> None:
         check_levels(levels)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.global_grid = global_grid
         patch_channels = in_channels + (len(n_modes) if global_grid else 0)
-        inner = TFNO(patch_channels * (levels + 1), out_channels, n_modes, hidden_channels,
-                     n_layers, factorization=factorization, rank=rank,
-                     joint_factorization=joint_factorization, rngs=rngs, **tfno_kwargs)
+        inner = FNO(patch_channels * (levels + 1), out_channels, n_modes, hidden_channels,
+                    n_layers, factorization=factorization, rank=rank,
+                    joint_factorization=joint_factorization, rngs=rngs, **fno_kwargs)
         super().__init__(inner, levels=levels, padding_fraction=padding_fraction,
                          stitching=stitching)
 
@@ -76,4 +91,4 @@ class MGTFNO(MultigridPatching):
         return super().patch(append_grid(x) if self.global_grid else x)
 
 
-MGTFNO.__init__.__signature__ = signature_with_keywords_of(MGTFNO, TFNO)
+MGTFNO.__init__.__signature__ = signature_with_keywords_of(MGTFNO, FNO)

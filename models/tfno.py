@@ -1,13 +1,15 @@
 r"""The Tensorized FNO (Kossaifi et al., TMLR 2024): an FNO with low-rank spectral weights.
 
-A TFNO is an :class:`~nopx.models.FNO` in every respect — lifting, blocks, skips, domain
-padding, projection, the call — except how each block's complex spectral weight
-:math:`W_\ell \in \mathbb{C}^{k_1 \times \dots \times k_d \times C \times C}` is stored: as a
+A TFNO is an :class:`~nopx.models.FNO` built with a factorized spectral weight —
+``FNO(..., factorization="tucker", rank=0.1)``; this class only changes those defaults. Each
+block's complex spectral weight
+:math:`W_\ell \in \mathbb{C}^{k_1 \times \dots \times k_d \times C \times C}` is stored as a
 CP, Tucker or TT factorization (:mod:`nopx.layers.factorized`) with ``rank`` a fraction of
 the dense count, per layer, or ``joint_factorization=True``: one factorized tensor
 :math:`W \in \mathbb{C}^{L \times k_1 \dots k_d \times C \times C}` for the whole stack, layer
 :math:`\ell` using the slice :math:`W[\ell]` (the paper's "global" form, the one behind its
-largest compressions; neuraloperator 2.x only factorizes per layer).
+largest compressions; neuraloperator 2.x only factorizes per layer). The factors are the
+parameters ``blocks/ℓ/conv/weight/{real,imag}/k`` (a joint tensor's under ``blocks/0``).
 
 Parameter counts equal neuraloperator 2.0.0's ``TFNO`` (its rank rule, complex counted as 2
 reals): 2-D, 1 → 1, ``n_modes=(16, 16)``, 32 hidden channels, 4 layers, Tucker rank 0.1 has
@@ -28,11 +30,7 @@ from typing import Any
 
 from flax import nnx
 
-from nopx.layers import SpectralConv
-from nopx.layers.checks import check_choice
-from nopx.layers.factorized import FACTORIZATIONS, Factorization, FactorizedTensor, Rank
-from nopx.layers.fourier import kept_shape
-from nopx.layers.spectral_conv import IMPLEMENTATIONS, Implementation
+from nopx.layers.factorized import Factorization, Rank
 from nopx.models.fno import FNO
 from nopx.models.registry import register
 
@@ -41,14 +39,15 @@ from nopx.models.registry import register
 class TFNO(FNO):
     """An FNO with factorized spectral weights: ``(B, *n, C_in) -> (B, *n, C_out)``.
 
+    ``TFNO(...)`` is ``FNO(..., factorization="tucker", rank=0.1)``: only the defaults differ.
+
     Args:
       in_channels, out_channels, n_modes, hidden_channels, n_layers: as for
-        :class:`~nopx.models.FNO`; every other keyword of the FNO is accepted too.
+        :class:`~nopx.models.FNO`; every other keyword of the FNO is accepted too, notably
+        ``joint_factorization`` (one factorized tensor ``(n_layers, *kept, C, C)`` for all
+        blocks) and ``implementation`` (``"auto"``, ``"reconstructed"``, ``"factorized"``).
       factorization: ``"tucker"`` (default), ``"cp"``, ``"tt"`` or ``"dense"`` (an FNO).
       rank: fraction of the dense spectral parameter count, or explicit ranks.
-      joint_factorization: one factorized tensor ``(n_layers, *kept, C, C)`` for all blocks.
-      implementation: ``"auto"``, ``"reconstructed"`` or ``"factorized"``
-        (:class:`~nopx.layers.SpectralConv`).
       rngs: random streams (``None``: ``nnx.Rngs(0)``).
 
     >>> import jax.numpy as jnp
@@ -59,37 +58,12 @@ class TFNO(FNO):
     'tucker'
     """
 
-    # The FNO's rules, and the factors of a factorized spectral weight (CP/Tucker factors
-    # (n, rank), Tucker core, TT cores (r, n, r')) along their last rank axis.
-    sharding_rules = (*FNO.sharding_rules, (r"conv/weight/(real|imag)/\d+$", -1))
-
     def __init__(self, in_channels: int, out_channels: int, n_modes: Sequence[int],
                  hidden_channels: int, n_layers: int = 4, *,
                  factorization: Factorization = "tucker", rank: Rank = 0.1,
-                 joint_factorization: bool = False, implementation: Implementation = "auto",
                  rngs: nnx.Rngs | None = None, **fno_kwargs: Any) -> None:
-        check_choice("factorization", factorization, FACTORIZATIONS)
-        check_choice("implementation", implementation, IMPLEMENTATIONS)
-        rngs = nnx.Rngs(0) if rngs is None else rngs
         super().__init__(in_channels, out_channels, n_modes, hidden_channels, n_layers,
-                         rngs=rngs, **fno_kwargs)
-        self.factorization = factorization
-        self.joint_factorization = joint_factorization
-        if factorization == "dense":
-            return
-        joint = None
-        if joint_factorization:
-            shape = (n_layers, *kept_shape(self.n_modes), hidden_channels, hidden_channels)
-            joint = FactorizedTensor(shape, factorization, rank,
-                                     std=(1.0 / hidden_channels) ** 0.5, rngs=rngs)
-        # The FNO built dense convolutions; swap in factorized ones with the same options.
-        for layer, block in enumerate(self.blocks):
-            dense = block.conv
-            block.conv = SpectralConv(
-                hidden_channels, hidden_channels, self.n_modes, bias=dense.bias is not None,
-                fft_norm=dense.fft_norm, transform=dense.transform, factorization=factorization,
-                rank=rank, implementation=implementation, weight=joint,
-                layer=layer if joint is not None else None, rngs=rngs)
+                         factorization=factorization, rank=rank, rngs=rngs, **fno_kwargs)
 
 
 def signature_with_keywords_of(cls: type, base: type) -> inspect.Signature:

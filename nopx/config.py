@@ -464,6 +464,17 @@ class TrainConfig:
     A non-finite loss or gradient stops the run with a diagnosis (``on_nonfinite: stop``),
     or (``rollback``) restores the last good checkpoint and continues with the learning
     rate multiplied by ``rollback_lr_factor``, at most ``max_rollbacks`` times.
+
+    ``time_limit`` is a wall-clock budget for training in **minutes** (a float; ``null``:
+    none), for comparing models at the same budget: training stops at the end of the first
+    epoch that ends past it (that epoch is validated and checkpointed as usual), then the
+    test split is evaluated on the validation-selected checkpoint and ``summary.json``
+    records ``time_limit.stopped``. The clock counts the epochs (compilation, steps,
+    validation, checkpoints), not the setup before them (data generation and loading). A
+    resumed run continues the clock of the checkpoint it resumes from (time lost to a kill
+    after that checkpoint is not counted), so the budget is for the whole run; resuming
+    with a larger ``time_limit`` continues a run that stopped on its limit. The schedule
+    is still planned over ``epochs``.
     """
 
     epochs: int = 10
@@ -474,9 +485,12 @@ class TrainConfig:
     on_nonfinite: Literal["stop", "rollback"] = "stop"
     rollback_lr_factor: float = 0.5
     max_rollbacks: int = 3
+    time_limit: float | None = None
 
     def __post_init__(self) -> None:
         _require(self.epochs > 0, "epochs", f"must be positive, got {self.epochs}")
+        _require(self.time_limit is None or self.time_limit > 0, "time_limit",
+                 f"must be a positive number of minutes (or null for none), got {self.time_limit}")
         _require(self.batch_size > 0, "batch_size", f"must be positive, got {self.batch_size}")
         _require(self.eval_every > 0, "eval_every", "must be a positive number of epochs")
         _require(self.log_every > 0, "log_every", "must be a positive number of steps")

@@ -26,8 +26,10 @@ def test_patch_crop_stitch_is_the_identity(grid, levels):
     np.testing.assert_array_equal(cropped, wrapper.patch_target(x))
     np.testing.assert_array_equal(wrapper.stitch(cropped), x)
     np.testing.assert_array_equal(wrapper(x), x)
-    wrapper.stitching = False
-    np.testing.assert_array_equal(wrapper(x), wrapper.patch_target(x))
+    np.testing.assert_array_equal(wrapper.patches(x), wrapper.patch_target(x))
+    wrapper.stitching = False                            # per-patch training; still whole field
+    assert wrapper.trains_per_patch
+    np.testing.assert_array_equal(wrapper(x), x)
 
 
 def test_coarse_windows_are_centred_on_their_patch_and_wrap():

@@ -1,5 +1,7 @@
 """Factorized spectral weights and the TFNO: dense equivalence, counts, init, a real Adam step."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -104,3 +106,39 @@ def test_bad_arguments_raise_value_error(kwargs, message, checked_before_the_fno
     if checked_before_the_fno:                           # TFNO passes the rest to SpectralConv
         with pytest.raises(ValueError, match=message):
             TFNO(1, 1, (8, 8), 8, **kwargs)
+
+
+def test_tfno_is_an_fno_built_with_a_factorized_weight():
+    """Same constructor, same parameters (paths and values), same sharding rules; the ``fno``
+    name takes the factorization too."""
+    kwargs = {"n_layers": 2, "rank": 0.3, "joint_factorization": True, "rngs": nnx.Rngs(4)}
+    tfno = TFNO(1, 1, (8, 8), 8, **kwargs)
+    fno = FNO(1, 1, (8, 8), 8, factorization="tucker", **{**kwargs, "rngs": nnx.Rngs(4)})
+    flat = [jax.tree_util.tree_flatten_with_path(nnx.state(m, nnx.Param))[0] for m in (tfno, fno)]
+    assert [jax.tree_util.keystr(p) for p, _ in flat[0]] == [jax.tree_util.keystr(p)
+                                                              for p, _ in flat[1]]
+    for (_, a), (_, b) in zip(*flat):
+        np.testing.assert_array_equal(a, b)
+    assert TFNO.sharding_rules == FNO.sharding_rules == models.MGTFNO.sharding_rules
+    built = nnx.eval_shape(lambda: models.build(
+        "fno", in_channels=1, out_channels=1, n_modes=(16, 16), hidden_channels=32,
+        factorization="tucker", rank=0.1))
+    assert n_params(built) == 140_521
+
+
+def test_factorized_weights_keep_their_checkpoint_paths_and_sharding_rule():
+    """Orbax checkpoints and the sharding regexes name the factors by these paths."""
+    from nopx.parallel import path_name
+
+    rules = [re.compile(pattern) for pattern, _ in FNO.sharding_rules]
+    cases = [(TFNO(1, 1, (4, 4), 4, n_layers=2, rank=0.5), "blocks/1/conv/weight/real/0"),
+             (TFNO(1, 1, (4, 4), 4, n_layers=2, rank=0.5, joint_factorization=True),
+              "blocks/0/conv/weight/imag/4"),
+             (models.MGTFNO(1, 1, (4, 4), 4, n_layers=2, rank=0.5),
+              "model/blocks/0/conv/weight/real/0")]
+    for model, expected in cases:
+        paths = [path_name(p) for p, _ in
+                 jax.tree_util.tree_flatten_with_path(nnx.state(model, nnx.Param))[0]]
+        assert expected in paths
+        factors = [p for p in paths if "/conv/weight/" in p]
+        assert factors and all(any(r.search(p) for r in rules) for p in factors)

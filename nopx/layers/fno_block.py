@@ -21,10 +21,11 @@ from flax import nnx
 
 from nopx.layers.activations import get_activation
 from nopx.layers.channel_mlp import ChannelMLP
+from nopx.layers.factorized import Factorization, FactorizedTensor, Rank
 from nopx.layers.fourier import Method, Norm
 from nopx.layers.normalization import make_norm
 from nopx.layers.skip import make_skip
-from nopx.layers.spectral_conv import SpectralConv
+from nopx.layers.spectral_conv import Implementation, SpectralConv
 
 
 class FNOBlock(nnx.Module):
@@ -41,6 +42,9 @@ class FNOBlock(nnx.Module):
       norm: ``None``, ``"instance_norm"`` or ``"group_norm"``, applied after the spectral
         convolution and after the channel MLP.
       fft_norm, transform: passed to :class:`~nopx.layers.SpectralConv`.
+      factorization, rank, implementation, weight, layer: the spectral weight, dense,
+        factorized, or slice ``layer`` of a ``weight`` shared by a stack of blocks (passed to
+        :class:`~nopx.layers.SpectralConv`).
       rngs: random streams.
 
     >>> import jax.numpy as jnp
@@ -54,11 +58,15 @@ class FNOBlock(nnx.Module):
                  channel_mlp_expansion: float | None = 0.5,
                  channel_mlp_skip: str | None = "soft-gating", fno_skip: str | None = "linear",
                  norm: str | None = None, fft_norm: Norm = "forward", transform: Method = "auto",
-                 rngs: nnx.Rngs) -> None:
+                 factorization: Factorization = "dense", rank: Rank = 1.0,
+                 implementation: Implementation = "auto", weight: FactorizedTensor | None = None,
+                 layer: int | None = None, rngs: nnx.Rngs) -> None:
         self.activation = get_activation(non_linearity)
         self.activate_output = activate_output
         self.conv = SpectralConv(in_channels, out_channels, n_modes, fft_norm=fft_norm,
-                                 transform=transform, rngs=rngs)
+                                 transform=transform, factorization=factorization, rank=rank,
+                                 implementation=implementation, weight=weight, layer=layer,
+                                 rngs=rngs)
         self.fno_skip = make_skip(fno_skip, in_channels, out_channels, rngs=rngs,
                                   name="fno_skip")
         self.conv_norm = make_norm(norm, out_channels, rngs=rngs)

@@ -42,6 +42,11 @@ Implementation = Literal["auto", "reconstructed", "factorized"]
 IMPLEMENTATIONS = ("auto", "reconstructed", "factorized")
 
 
+def default_std(in_channels: int, out_channels: int) -> float:
+    """Standard deviation of a spectral weight's complex entries, ``sqrt(2/(C_in + C_out))``."""
+    return math.sqrt(2.0 / (in_channels + out_channels))
+
+
 class SpectralConv(nnx.Module):
     """Spectral convolution over ``d = len(n_modes)`` spatial axes, channels-last.
 
@@ -112,7 +117,7 @@ class SpectralConv(nnx.Module):
         check_options(fft_norm, transform)
         self.fft_norm = fft_norm
         self.transform = transform
-        std = math.sqrt(2.0 / (in_channels + out_channels)) if init_std is None else init_std
+        std = default_std(in_channels, out_channels) if init_std is None else init_std
         shape = (*kept_shape(self.n_modes), in_channels, out_channels)
         check_choice("factorization", factorization, FACTORIZATIONS)
         check_choice("implementation", implementation, IMPLEMENTATIONS)

@@ -10,7 +10,9 @@ steps) holds parameters, optimizer state, the position within the epoch and the 
 the epoch so far. A run killed and resumed ends with the same weights and metrics as one
 that ran straight through. The learning-rate schedule is part of the run
 (``schedule.json``): a resume that would change it is refused; ``extend`` appends a new,
-documented phase instead (:mod:`nopx.training.optim`).
+documented phase instead (:mod:`nopx.training.optim`). ``train.time_limit`` stops training
+at the end of the first epoch past a wall-clock budget; the checkpoints carry the training
+time, so a resumed run's budget is for the whole run (:class:`~nopx.config.TrainConfig`).
 
 The same run scales out unchanged: ``mesh: {data, model}`` shards the batch and the model's
 parameters (:mod:`nopx.parallel`), and in a multi-process run (:mod:`nopx.distributed`)
@@ -100,15 +102,17 @@ class Position:
     lr_scale: float = 1.0
     rollbacks: int = 0
     epoch_losses: list = dataclasses.field(default_factory=list)  # this epoch's, so far
+    seconds: float = 0.0  # wall-clock training time so far (train.time_limit)
 
     def to_json(self) -> dict[str, Any]:
         return {"step": self.step, "lr_scale": self.lr_scale, "rollbacks": self.rollbacks,
-                "epoch_losses": [float(v) for v in self.epoch_losses]}
+                "epoch_losses": [float(v) for v in self.epoch_losses], "seconds": self.seconds}
 
     @classmethod
     def from_json(cls, meta: dict[str, Any]) -> "Position":
         return cls(meta["step"], meta.get("lr_scale", 1.0), meta.get("rollbacks", 0),
-                   [np.float32(v) for v in meta.get("epoch_losses", [])])
+                   [np.float32(v) for v in meta.get("epoch_losses", [])],
+                   meta.get("seconds", 0.0))
 
 
 def _write_atomic(path: pathlib.Path, text: str) -> None:
@@ -124,6 +128,9 @@ def _check_resumable(cfg: Config, run_dir: pathlib.Path) -> None:
     if not saved_path.exists():
         return
     saved = from_mapping(read_yaml(saved_path), where=str(saved_path))
+    # The time budget may change: a larger one continues a run that stopped on it.
+    saved = dataclasses.replace(saved, train=dataclasses.replace(
+        saved.train, time_limit=cfg.train.time_limit))
     if dump(saved) == dump(cfg):
         return
     if saved.train.epochs != cfg.train.epochs and dump(_with_epochs(saved, cfg.train.epochs)) == dump(cfg):
@@ -229,6 +236,7 @@ class _Run:
         check_modes(kwargs, tasks.model_grid(cfg.data, self.spatial, train.output_steps),
                     where=where)
         model = build_model(cfg.model.name, kwargs, seed=cfg.seed, where=where)
+        tasks.check_per_patch(model, cfg.data, with_time, where=where)
         for stage in cfg.stages:
             check_refine_stage(cfg, stage, model)
         self.graphdef, params, self.rest = nnx.split(model, nnx.Param, ...)
@@ -273,6 +281,8 @@ class _Run:
         self.params, self.opt_state = place((params, tx.init(params)),
                                             (shardings.params, shardings.opt_state))
         self.watch = DivergenceWatch.for_params(params)
+        self.clock = time.perf_counter()  # the training clock; fit restarts it
+        self.stopped = False  # on train.time_limit
         if latest_step is not None:
             self._restore()
             self.progress.log(f"resumed {run_dir} at epoch {self.pos.step // self.steps_per_epoch}"
@@ -319,6 +329,7 @@ class _Run:
         """Checkpoint the current state, after checking that every step since the last
         check was finite (a non-finite state is never saved)."""
         self.watch.check()
+        self.pos.seconds = time.perf_counter() - self.clock
         meta = {**self.meta, **self.pos.to_json(), "epoch": self.pos.step // self.steps_per_epoch}
         if self.online is not None:
             meta["online"] = self.online.state()
@@ -336,8 +347,13 @@ class _Run:
             f"x model {self.mesh.shape['model']}, {jax.process_count()} processes); "
             f"{device_bytes(self.params) / 2**20:.2f} MiB of parameters per device")
         metrics: dict[str, Any] = {}
+        # The clock counts training, not the setup, and goes on from a resumed checkpoint's;
+        # a resumed run that had stopped on its time limit (at an epoch end) stays stopped.
+        self.clock = time.perf_counter() - self.pos.seconds
+        self.stopped = (self.pos.step > 0 and self.pos.step % self.steps_per_epoch == 0
+                        and self._out_of_time())
         try:
-            while self.pos.step < self.total_steps:
+            while self.pos.step < self.total_steps and not self.stopped:
                 try:
                     metrics = self._epoch(self.pos.step // self.steps_per_epoch)
                 except Diverged as bad:
@@ -373,7 +389,11 @@ class _Run:
         if self.online is not None:
             metrics.update(self.online.metrics())
         pos.epoch_losses = []
-        last = epoch + 1 == self.epochs
+        self.stopped = epoch + 1 < self.epochs and self._out_of_time()
+        if self.stopped:
+            self.progress.log(f"train.time_limit of {cfg.train.time_limit:g} min reached after "
+                              f"epoch {epoch + 1} of {self.epochs}: stopping")
+        last = epoch + 1 == self.epochs or self.stopped
         if len(self.splits.val) and ((epoch + 1) % cfg.train.eval_every == 0 or last):
             val = evaluate(self.steps, self.params, self.splits.val, cfg.train.batch_size, self.mesh)
             val.pop("rel_l2_per_channel")
@@ -388,6 +408,18 @@ class _Run:
                   or bool(every and pos.step % every == 0))
         self._save(metrics, latest=latest)
         return metrics
+
+    def _out_of_time(self) -> bool:
+        """Whether the training clock has passed ``train.time_limit`` (process 0's clock
+        decides for every process, so all stop after the same epoch)."""
+        limit = self.cfg.train.time_limit
+        if limit is None:
+            return False
+        over = time.perf_counter() - self.clock >= 60.0 * limit
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+            over = bool(multihost_utils.broadcast_one_to_all(np.bool_(over)))
+        return over
 
     def _train_batches(self, epoch: int, first: int) -> Iterator[tuple[jax.Array, jax.Array]]:
         """Batches ``first, first + 1, ...`` of epoch ``epoch``, on the devices."""
@@ -473,7 +505,8 @@ class _Run:
                    "selected_by": cfg.checkpoint.best_metric if which == "best" else "last",
                    "samples": {name: len(split) for name, split in self.splits._asdict().items()},
                    "epochs": self.epochs, "steps": self.pos.step, "schedule_phases": self.phases,
-                   "rollbacks": self.pos.rollbacks, "test": results, "stages": stages,
+                   "rollbacks": self.pos.rollbacks, "time_limit": self._time_record(),
+                   "test": results, "stages": stages,
                    "nopx_version": __version__}
         if self.primary:
             _write_atomic(cfg.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
@@ -484,6 +517,17 @@ class _Run:
         for refined in stages.values():
             merged.update(refined)
         return merged
+
+    def _time_record(self) -> dict[str, Any] | None:
+        """``summary.json``'s ``time_limit``: the budget, whether the run stopped on it, the
+        epochs done and the training seconds to the last checkpoint; ``None`` without a
+        budget (a summary without wall times stays the same when a run is killed and
+        resumed)."""
+        if self.cfg.train.time_limit is None:
+            return None
+        return {"minutes": self.cfg.train.time_limit, "stopped": self.stopped,
+                "epochs_done": self.pos.step // self.steps_per_epoch,
+                "seconds": round(self.pos.seconds, 1)}
 
 
 def _count(params: nnx.State) -> int:

@@ -21,6 +21,7 @@ from flax import nnx
 
 from nopx import losses
 from nopx.parallel import StepShardings
+from nopx.training import tasks
 from nopx.training.data import Normalizer
 from nopx.training.prefetch import BatchLoader
 from nopx.training.tasks import Apply, direct
@@ -42,7 +43,10 @@ class Steps:
 
     ``x`` is normalised inside the step and the model applied by the task's ``apply``
     (:mod:`nopx.training.tasks`); the prediction is decoded to physical units before the
-    loss, so losses and metrics compare with the raw targets.
+    loss, so losses and metrics compare with the raw targets. A model that trains per patch
+    (:func:`~nopx.training.tasks.trains_per_patch`) has its training loss on its patches
+    against the target cut the same way; :meth:`predict` and the eval step always use the
+    whole field. The normalisers are per channel, so they decode patches like fields.
     """
 
     def __init__(self, graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientTransformation,
@@ -72,7 +76,21 @@ class Steps:
 
     def _predict(self, params: nnx.State, x: jax.Array) -> jax.Array:
         model = nnx.merge(self.graphdef, params, self.rest)
-        return self.y_norm.decode(self.apply(model, self.x_norm.encode(x)))
+        return self._decoded(model, x)
+
+    def _decoded(self, forward: Callable[[jax.Array], jax.Array], x: jax.Array) -> jax.Array:
+        """The task's ``apply`` of ``forward`` (the model, or its per-patch form) in physical
+        units."""
+        return self.y_norm.decode(self.apply(forward, self.x_norm.encode(x)))
+
+    def _train_pair(self, params: nnx.State, x: jax.Array,
+                    y: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(prediction, target)`` the training loss compares: whole fields ``(B, *n, C)``,
+        or ``(B·P, *m, C)`` patches of both for a model that trains per patch."""
+        model = nnx.merge(self.graphdef, params, self.rest)
+        if tasks.trains_per_patch(model):
+            return self._decoded(model.patches, x), model.patch_target(y)
+        return self._decoded(model, x), y
 
     def _train_step(self, params: nnx.State, opt_state: Any, x: jax.Array, y: jax.Array,
                     lr_scale: jax.Array | float = 1.0) -> tuple[nnx.State, Any, jax.Array, jax.Array]:
@@ -85,7 +103,7 @@ class Steps:
         factors like ``params``, or ``None``) does the same per parameter group.
         """
         def objective(p: nnx.State) -> jax.Array:
-            return self.loss(self._predict(p, x), y)
+            return self.loss(*self._train_pair(p, x, y))
 
         value, grads = jax.value_and_grad(objective)(params)
         updates, opt_state = self.tx.update(grads, opt_state, params)

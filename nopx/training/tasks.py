@@ -9,7 +9,9 @@ channel of ``x`` is the lead time (:mod:`nopx.training.all2all`).
 Whether a model is called ``model(x, t)`` is its own declaration, not a type check here:
 a model class may define ``takes_time(kwargs) -> bool`` (scOT: when it is built
 time-conditioned); models without it take ``model(x)`` and get the lead time as an input
-channel (:func:`takes_time`).
+channel (:func:`takes_time`). Likewise a model may declare that it trains per patch
+(:func:`trains_per_patch`): the training loss then compares its per-patch outputs with the
+target cut into the same patches, and everything else uses its whole-field call.
 """
 
 from __future__ import annotations
@@ -22,13 +24,15 @@ import jax.numpy as jnp
 from flax import nnx
 
 from nopx.config import DataConfig
+from nopx.errors import UserError
 from nopx.training import all2all as lead_time
 from nopx.training.data import Normalizer
 
-Apply = Callable[[nnx.Module, jax.Array], jax.Array]
+# apply(model, x): the model, or a callable standing for it (a per-patch forward).
+Apply = Callable[[Callable[..., jax.Array], jax.Array], jax.Array]
 
 
-def direct(model: nnx.Module, x: jax.Array) -> jax.Array:
+def direct(model: Callable[[jax.Array], jax.Array], x: jax.Array) -> jax.Array:
     """``model(x)``."""
     return model(x)
 
@@ -105,6 +109,30 @@ def takes_time(name: str, kwargs: dict[str, Any]) -> bool:
         return False
     declared = getattr(models.get(name), "takes_time", None)
     return bool(declared(kwargs)) if declared is not None else False
+
+
+def trains_per_patch(model: nnx.Module) -> bool:
+    """Whether ``model``'s training loss is per patch: it declares so with a true
+    ``trains_per_patch`` attribute and then provides ``patches(x) -> (B·P, *m, C_out)`` and
+    ``patch_target(y) -> (B·P, *m, C_out)`` (multigrid patching without stitching,
+    :class:`~nopx.models.MultigridPatching`); its call still returns the whole field."""
+    return bool(getattr(model, "trains_per_patch", False))
+
+
+def check_per_patch(model: nnx.Module, data: DataConfig, with_time: bool, *, where: str) -> None:
+    """Refuse per-patch training where the task needs whole fields out of the model: a
+    rollout feeds each predicted field back as the next input, space-time mode squeezes
+    a time axis the patches would cut, and a time-conditioned call ``model(x, t)`` has no
+    per-patch form. ``direct`` tasks and all2all with the lead time as a channel train."""
+    if not trains_per_patch(model):
+        return
+    mode = data.time.mode if data.time is not None else "direct"
+    if with_time or mode in ("rollout", "spacetime"):
+        task = "all2all with a time-conditioned model" if with_time else mode
+        raise UserError(f"{where}: model.stitching: false trains the model on patches, which "
+                        f"data.time.mode {task} cannot do (it needs whole fields out of the "
+                        "model); remove model.stitching (or set it to true) to train on the "
+                        "stitched field, or use data.time.mode: direct")
 
 
 def make_apply(data: DataConfig, output_steps: int | None, with_time: bool = False) -> Apply:

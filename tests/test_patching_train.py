@@ -1,0 +1,159 @@
+"""Per-patch training of MG-TFNO (``stitching: false``): the loss the train step computes,
+the tasks it refuses, and real ``nopx train`` runs on the Darcy fixture that evaluate the
+whole field.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import yaml
+from flax import nnx
+
+from helpers import run_nopx
+from nopx.config import DataConfig, TimeConfig
+from nopx.errors import UserError
+from nopx.losses import relative_lp
+from nopx.models import MGTFNO
+from nopx.training import tasks
+from nopx.training.data import Normalizer
+from nopx.training.steps import Steps
+
+
+def mse(pred: jax.Array, target: jax.Array) -> jax.Array:
+    return jnp.mean((pred - target) ** 2)
+
+
+def _steps(model: nnx.Module, loss) -> tuple[Steps, nnx.State, optax.OptState]:
+    """Steps with non-trivial normalisers (patches must decode like fields)."""
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    tx = optax.adam(1e-3)
+    steps = Steps(graphdef, rest, tx, loss, Normalizer(np.array([0.5]), np.array([2.0])),
+                  Normalizer(np.array([-1.0]), np.array([3.0])))
+    return steps, params, tx.init(params)
+
+
+def test_per_patch_loss_is_the_loss_of_the_patched_whole_field():
+    """The patches tile the field without overlap, so a per-cell mean (MSE) over the
+    patches is the whole field's; a relative L2 becomes the mean over patches of each
+    patch's relative error — not the field's — which shows the step really is per patch."""
+    model = MGTFNO(1, 1, (4, 4), 4, n_layers=1, levels=1, stitching=False, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 16, 16, 1))
+    y = jnp.sin(3 * x) + x
+    steps, params, opt_state = _steps(model, relative_lp)
+    whole = steps.predict(params, x)
+    assert whole.shape == y.shape                             # predictions: the stitched field
+
+    pred, target = jax.jit(steps._train_pair)(params, x, y)
+    assert pred.shape == target.shape == (2 * 4, 8, 8, 1)     # 2x2 patches of 8x8 cells
+    np.testing.assert_allclose(target, model.patch_target(y))
+    np.testing.assert_allclose(pred, model.patch_target(whole), rtol=1e-5, atol=1e-6)
+    assert float(mse(pred, target)) == pytest.approx(float(mse(whole, y)), rel=1e-5)
+
+    _, _, loss, finite = steps.train_step(params, opt_state, x, y)
+    assert bool(finite.all())
+    per_patch = relative_lp(model.patch_target(whole), model.patch_target(y))
+    assert float(loss) == pytest.approx(float(per_patch), rel=1e-5)
+    assert abs(float(loss) - float(relative_lp(whole, y))) > 1e-3
+
+
+def test_stitched_model_trains_on_the_whole_field():
+    model = MGTFNO(1, 1, (4, 4), 4, n_layers=1, levels=1, rngs=nnx.Rngs(0))
+    steps, params, _ = _steps(model, mse)
+    x = jnp.ones((1, 16, 16, 1))
+    pred, target = jax.eval_shape(steps._train_pair, params, x, x)
+    assert pred.shape == target.shape == x.shape
+
+
+@pytest.mark.parametrize("time, with_time, refused", [
+    (None, False, False),
+    (TimeConfig(mode="direct"), False, False),
+    (TimeConfig(mode="all2all"), False, False),            # the lead time is an input channel
+    (TimeConfig(mode="all2all"), True, True),              # model(x, t): no per-patch form
+    (TimeConfig(mode="rollout"), False, True),             # feeds whole fields back
+    (TimeConfig(mode="spacetime"), False, True),
+])
+def test_per_patch_training_is_refused_where_the_task_needs_whole_fields(time, with_time,
+                                                                         refused):
+    per_patch = nnx.eval_shape(lambda: MGTFNO(1, 1, (4, 4), 4, n_layers=1, stitching=False))
+    stitched = nnx.eval_shape(lambda: MGTFNO(1, 1, (4, 4), 4, n_layers=1))
+    fields = ("w", "w") if time is not None else ("a", "u")
+    data = DataConfig(path="d.h5", inputs=fields[:1], targets=fields[1:], time=time)
+    tasks.check_per_patch(stitched, data, with_time, where="cfg.yaml")
+    if not refused:
+        tasks.check_per_patch(per_patch, data, with_time, where="cfg.yaml")
+        return
+    with pytest.raises(UserError, match=r"cfg.yaml: model.stitching: false .* data.time.mode"):
+        tasks.check_per_patch(per_patch, data, with_time, where="cfg.yaml")
+
+
+def _config(tmp_path: pathlib.Path, path: pathlib.Path, name: str, **sections) -> pathlib.Path:
+    cfg = {"name": name,
+           "data": {"path": str(path), "n_train": 32, "n_test": 16},
+           "model": {"name": "mgtfno", "n_modes": [8, 8], "hidden_channels": 8, "n_layers": 1,
+                     "levels": 1, "rank": 0.3, "stitching": False},
+           "optim": {"lr": 3e-3},
+           "train": {"epochs": 2, "batch_size": 8, "log_every": 4,
+                     "run_dir": str(tmp_path / "runs" / name)}}
+    for key, value in sections.items():
+        cfg[key] = {**cfg.get(key, {}), **value}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _events(run_dir: pathlib.Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_one_per_patch_step_through_the_cli(tmp_path, darcy_small):
+    """One step (8 of 9 training samples), validated and tested on whole fields."""
+    config = _config(tmp_path, darcy_small, "one", data={"n_train": 9, "n_val": 1},
+                     train={"epochs": 1})
+    result = run_nopx("train", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    epoch, test = _events(tmp_path / "runs" / "one")
+    assert epoch["step"] == 1 and np.isfinite(epoch["train/loss"])
+    assert np.isfinite(epoch["val/rel_l2"]) and 0 < test["test/rel_l2"] < 10
+
+
+@pytest.mark.slow
+def test_per_patch_run_trains_evaluates_whole_fields_and_shards(tmp_path, darcy_small):
+    """Two epochs: the per-patch loss falls, the test metrics are the whole field's (``nopx
+    eval`` of the same checkpoint agrees), and a 2-device data mesh gives the same run."""
+    results = {}
+    for devices in (1, 2):
+        name = f"short{devices}"
+        config = _config(tmp_path, darcy_small, name, mesh={"data": devices})
+        result = run_nopx("train", "--config", str(config),
+                          env={"JAX_NUM_CPU_DEVICES": str(devices)})
+        assert result.returncode == 0, result.stderr
+        assert f"x{devices} (mesh data {devices}" in result.stderr
+        results[devices] = _events(tmp_path / "runs" / name)
+    epochs, test = results[1][:-1], results[1][-1]
+    assert epochs[-1]["train/loss"] < epochs[0]["train/loss"]
+    assert 0 < test["test/rel_l2"] < 1.5
+    for one, two in zip(results[1], results[2], strict=True):
+        for key in ("train/loss", "val/rel_l2", "test/rel_l2"):
+            if key in one:
+                assert two[key] == pytest.approx(one[key], rel=1e-4), key
+    result = run_nopx("eval", "--run", str(tmp_path / "runs" / "short1"))
+    assert result.returncode == 0, result.stderr
+    stored = json.loads((tmp_path / "runs" / "short1" / "eval.json").read_text())
+    assert next(iter(stored.values()))["rel_l2"] == pytest.approx(test["test/rel_l2"], rel=1e-5)
+
+
+def test_cli_refuses_per_patch_rollout_with_exit_2(tmp_path, ns_small):
+    config = _config(tmp_path, ns_small, "rollout",
+                     data={"inputs": ["w"], "targets": ["w"], "n_train": 8, "n_test": 2,
+                           "time": {"input": 2, "output": 3, "mode": "rollout"}},
+                     train={"batch_size": 2})
+    result = run_nopx("train", "--config", str(config))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "model.stitching: false" in result.stderr and "rollout" in result.stderr
