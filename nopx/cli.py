@@ -17,6 +17,7 @@ USER_ERROR = 2
 # data.format values (nopx.datagen.formats.FORMATS, here without importing h5py).
 FORMAT_CHOICES = ("auto", "nopx", "fno-mat", "pdebench", "the-well")
 INTERRUPTED = 130
+ONE_TASK = "Start it as one task (srun --ntasks=1, or without srun) to leave the others free."
 
 # XLA:CPU allocates a scratch buffer of hundreds of MB per train step; glibc's default serves it
 # with mmap/munmap each time (~67k page faults, a quarter of the step's CPU on a 2-core box).
@@ -49,6 +50,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _one_process_help(does: str) -> str:
+    """What ``nopx eval``/``refine --help`` say of a multi-process launch (:func:`_one_process`)."""
+    return (f"It runs as one process: started as several Slurm tasks (srun with more than one "
+            f"task), task 0 {does} alone and the other tasks exit at once with status 0; on a "
+            f"multi-host TPU VM slice it refuses (exit 2). {ONE_TASK}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nopx", description="Neural-operator PDE surrogates: generate data, train, evaluate.")
@@ -71,7 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "train per process; automatic under Slurm and on TPU VM slices; "
                             "see README, 'Scaling out')")
 
-    evaluate = commands.add_parser("eval", help="evaluate a trained run on its test split")
+    evaluate = commands.add_parser(
+        "eval", help="evaluate a trained run on its test split",
+        description="Evaluate a trained run on its test split (or --data) and write eval.json "
+                    "into the run directory. " + _one_process_help("evaluates"))
     evaluate.add_argument("--run", required=True, help="run directory written by nopx train")
     evaluate.add_argument("--data", help="evaluate on this dataset instead of the run's")
     evaluate.add_argument("--resolution", type=_positive,
@@ -109,7 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     refine = commands.add_parser(
         "refine", help="Spectral-Refiner: fine-tune a trained run's spectral output layer on each "
-                       "trajectory by its Navier-Stokes residual (no ground truth needed)")
+                       "trajectory by its Navier-Stokes residual (no ground truth needed)",
+        description="Spectral-Refiner: fine-tune a trained run's spectral output layer on each "
+                    "trajectory by its Navier-Stokes residual and write the refined predictions "
+                    "to --out. " + _one_process_help("refines"))
     refine.add_argument("--run", required=True, help="run directory of an sfno, or an fno/tfno "
                                                      "in space-time mode (FNO-3D)")
     refine.add_argument("--data", required=True, help="trajectories to refine (a nopx dataset)")
@@ -170,13 +184,50 @@ def _run_train(args: argparse.Namespace) -> None:
     training.train_and_evaluate(cfg, resume=args.resume, extend=args.extend)
 
 
+def _one_process(command: str, writes: str) -> bool:
+    """Whether this process runs ``nopx command``, which has no multi-process mode: started
+    as several (:func:`nopx.distributed.detect`), each would compute everything and write
+    ``writes`` at the same time.
+
+    Of several Slurm tasks task 0 runs it alone; the others say so and exit with status 0
+    (a failed task would make ``srun --kill-on-bad-exit`` stop task 0). A multi-host TPU VM
+    slice is refused instead: JAX brings up a slice's TPUs on all its hosts together, so
+    one host cannot be relied on to run alone.
+    """
+    from nopx import distributed
+    from nopx.errors import UserError
+
+    launcher = distributed.detect()
+    if launcher is None:
+        return True
+    if launcher == "tpu":
+        hosts = os.environ["TPU_WORKER_HOSTNAMES"].count(",") + 1
+        raise UserError(f"started on each of the {hosts} hosts of a TPU VM slice "
+                        f"(TPU_WORKER_HOSTNAMES): nopx {command} has no multi-process mode, and "
+                        f"every host would write {writes}; run nopx {command} as one process, "
+                        "on a machine outside a multi-host launch (a single-host TPU VM, a GPU "
+                        "or CPU machine)")
+    task, tasks = int(os.environ["SLURM_PROCID"]), int(os.environ["SLURM_NTASKS"])
+    if task:
+        print(f"nopx {command}: Slurm task {task} of {tasks}: nopx {command} has no "
+              "multi-process mode, task 0 runs it alone; this task exits", file=sys.stderr)
+        return False
+    print(f"nopx {command}: started as {tasks} Slurm tasks: this one (task 0) runs alone and "
+          f"writes {writes}. {ONE_TASK}", file=sys.stderr)
+    return True
+
+
 def _run_eval(args: argparse.Namespace) -> None:
+    if not _one_process("eval", "eval.json"):
+        return
     from nopx import training
 
     training.evaluate_run(args.run, data=args.data, resolution=args.resolution, plot=args.plot)
 
 
 def _run_refine(args: argparse.Namespace) -> None:
+    if not _one_process("refine", args.out):
+        return
     from nopx.training.refine_stage import refine_file
 
     summary = refine_file(args.run, args.data, args.out, samples=args.samples,

@@ -1,5 +1,6 @@
 """What each process of a multi-process run reads, without starting processes: the shares
-of the normaliser sums and their combination, the lazy splits, the read log.
+of the normaliser sums and their combination, the lazy splits (plain and all2all pairs),
+the read log.
 
 The real 2-process run is tests/test_distributed.py (slow)."""
 
@@ -14,6 +15,7 @@ import pytest
 from nopx.config import DataConfig, TimeConfig
 from nopx.datagen.dataset import DatasetWriter
 from nopx.distributed import Process
+from nopx.training.all2all import PairSplit, moments_normalizer
 from nopx.training.data import NORM_CHUNK, READ_LOG, Split, chunk_share, load_splits
 
 N = 150  # samples: 3 normaliser chunks in a split of all of them
@@ -21,11 +23,11 @@ N = 150  # samples: 3 normaliser chunks in a split of all of them
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> pathlib.Path:
-    """``N`` samples of fields ``a``, ``u`` (4x4) and a trajectory ``w`` (6 slices of 4x4),
-    1e6 from zero mean, so that the float64 summation order shows in the last bits."""
+    """``N`` samples of fields ``a``, ``u`` (4x4) and trajectories ``w``, ``v`` (6 slices of
+    4x4), 1e6 from zero mean, so that the float64 summation order shows in the last bits."""
     path = tmp_path_factory.mktemp("data") / "d.h5"
     rng = np.random.default_rng(0)
-    fields = {"a": (4, 4), "u": (4, 4), "w": (6, 4, 4)}
+    fields = {"a": (4, 4), "u": (4, 4), "w": (6, 4, 4), "v": (6, 4, 4)}
     with DatasetWriter.create(path, n_samples=N, fields=fields, n_params=1, dtype="float32",
                               attrs={"pde": "demo", "recipe": "pde: demo\n", "seed": 0}) as writer:
         writer.write(list(range(N)), {name: 1e6 + rng.standard_normal((N, *shape))
@@ -123,3 +125,69 @@ def test_one_of_several_processes_reads_lazily_and_only_what_it_asks_for(dataset
     assert logged == [str(i) for i in second.train.indices[[5, 2]]]
     always = load_splits(dataclasses.replace(cfg, in_memory="always"), process=Process(1, 2))
     assert all(split.x is not None for split in always)
+
+
+ALL2ALL = TimeConfig(mode="all2all", stride=2, pairs=4)  # snapshots 0, 2, 4: 4 of 6 pairs each
+
+
+def _pair_splits(path: pathlib.Path, in_memory: bool) -> list[PairSplit]:
+    """All2all splits of every trajectory: one field, and two learned together."""
+    return [PairSplit(path, fields, range(N), ALL2ALL, in_memory=in_memory)
+            for fields in (["w"], ["w", "v"])]
+
+
+def _whole_array(split: PairSplit) -> tuple[np.ndarray, ...]:
+    """The all2all normalisers as one process computed them before shares existed (the
+    reference): ``np.mean`` and ``np.std`` over every held snapshot at once."""
+    values = split.snapshots.reshape(-1, split.snapshots.shape[-1]).astype(np.float64)
+    mean = values.mean(axis=0).astype(np.float32)
+    std = np.maximum(values.std(axis=0), 1e-8).astype(np.float32)
+    return np.append(mean, np.float32(0)), np.append(std, np.float32(1)), mean, std
+
+
+def test_pair_split_normalizers_are_the_whole_array_ones_and_shares_combine_to_them(dataset):
+    for held, lazy in zip(_pair_splits(dataset, True), _pair_splits(dataset, False)):
+        alone = _flat(held.fit_normalizers())
+        _assert_bitwise(alone, _whole_array(held))
+        _assert_bitwise(_flat(lazy.fit_normalizers()), alone)
+        for count in (2, 3, 4):
+            blocks = [lazy.snapshot_moments(chunk_share(N, Process(p, count)))
+                      for p in range(count)]
+            assert sum(len(block) for block in blocks) == -(-N // NORM_CHUNK)
+            _assert_bitwise(_flat([moments_normalizer(np.concatenate(blocks))]), alone[2:])
+        # The data tells the algorithms apart: a one-pass sum of squares per chunk differs.
+        values = held.snapshots.reshape(-1, held.snapshots.shape[-1]).astype(np.float64)
+        one_pass = np.sqrt(np.square(values).mean(0) - values.mean(0) ** 2).astype(np.float32)
+        assert (one_pass.view(np.uint32) != alone[3].view(np.uint32)).any()
+
+
+def _taken_log(folder: pathlib.Path, process: int) -> list[int]:
+    """The dataset indices ``process`` logged (``NOPX_READ_LOG``) since the last call."""
+    log = folder / f"reads-{process}.txt"
+    if not log.exists():
+        return []
+    read = [int(i) for i in log.read_text().split()]
+    log.unlink()
+    return read
+
+
+def test_pair_split_of_one_of_several_processes_reads_only_the_trajectories_it_uses(
+        dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv(READ_LOG, str(tmp_path))
+    cfg = DataConfig(path=str(dataset), inputs=("w", "v"), targets=("w", "v"), n_train=140,
+                     n_val=12, n_test=10, time=ALL2ALL)
+    alone = load_splits(cfg, process=Process(0, 1))
+    assert all(split.snapshots is not None for split in alone)  # auto, fits: in memory
+    assert sorted(_taken_log(tmp_path, 0)) == list(range(N))
+
+    second = load_splits(cfg, process=Process(1, 2))
+    assert all(split.snapshots is None for split in second) and not _taken_log(tmp_path, 1)
+    positions = np.array([17, 3, 16, 250])  # pairs of the trajectories at rows 4, 0, 4, 62
+    for lazy, held in zip(second.train.read(positions), alone.train.read(positions)):
+        np.testing.assert_array_equal(lazy.view(np.uint32), held.view(np.uint32))
+    assert _taken_log(tmp_path, 1) == second.train.indices[[0, 4, 62]].tolist()  # each once
+    share = chunk_share(len(second.train.indices), Process(1, 2))
+    second.train.snapshot_moments(share)  # its share of the normaliser sums
+    assert _taken_log(tmp_path, 1) == second.train.indices[share.start * NORM_CHUNK:].tolist()
+    always = load_splits(dataclasses.replace(cfg, in_memory="always"), process=Process(1, 2))
+    assert all(split.snapshots is not None for split in always)

@@ -76,6 +76,15 @@ def test_parameter_count_equals_neuraloperator(args, expected):
     assert n_params(fno) - 4 * 2 * 32 * 32 * 16 * 9 == n_params(model) - spectral
 
 
+def test_darcy_mgtfno_has_the_documented_count():
+    # experiments/darcy_mgtfno.yaml (README's model table): joint Tucker 0.05, 8x8 modes,
+    # 1 level, domain coordinates appended (1 + 2 channels per level, 2 levels).
+    model = nnx.eval_shape(lambda: models.build(
+        "mgtfno", in_channels=1, out_channels=1, n_modes=(8, 8), hidden_channels=32,
+        n_layers=4, levels=1, rank=0.05))
+    assert n_params(model) == 29_631
+
+
 def test_joint_factorization_is_one_tensor_for_the_stack():
     model = nnx.eval_shape(lambda: TFNO(1, 1, (16, 16), 32, rank=0.05, joint_factorization=True))
     weights = [block.conv.weight for block in model.blocks]

@@ -19,6 +19,10 @@ snapshots span, so training lead times lie in ``[0, 1]`` (Poseidon's t/T); the r
 it, so evaluation and :mod:`nopx.training.time_eval` convert physical times alike.
 The normalisers leave the lead-time channel alone (mean 0, std 1): it is already
 scaled, and a shift would make t = 0 (the identity map) something else.
+
+Of several processes (:mod:`nopx.distributed`) each reads only the trajectories of the
+pairs in its rows of each batch, and of its share of the normaliser chunks, as a plain
+split does (:mod:`nopx.training.data`).
 """
 
 from __future__ import annotations
@@ -30,8 +34,10 @@ import numpy as np
 import yaml
 
 from nopx.config import TimeConfig
+from nopx.distributed import Process
 from nopx.errors import UserError
-from nopx.training.data import Normalizer, read_fields
+from nopx.training.data import (NORM_CHUNK, Normalizer, checked_fields, gather_chunk_sums,
+                                open_reader, read_fields, read_samples)
 
 
 def snapshot_slices(time: TimeConfig, n_slices: int) -> np.ndarray:
@@ -89,7 +95,7 @@ def dataset_times(attrs: dict, n_slices: int) -> np.ndarray:
 
 
 class PairSplit:
-    """The all2all samples of the trajectories ``indices`` (held in memory).
+    """The all2all samples of the trajectories ``indices``.
 
     Args:
       path, format: the dataset (:func:`nopx.datagen.open_dataset`).
@@ -99,28 +105,54 @@ class PairSplit:
       subsample: keep every k-th grid point per spatial axis.
       time_scale: the lead-time unit; ``None``: ``time.time_scale``, else the span of the
         snapshots.
+      in_memory: hold the snapshots (``snapshots``); else read the trajectories a batch
+        needs from the file, each once per batch.
+      process: the process that reads the split (its share of the normaliser sums;
+        default: the only one).
     """
 
     output_steps = 1   # one state out: what a trajectory task's run metadata records
 
     def __init__(self, path: pathlib.Path, fields: Sequence[str], indices: Sequence[int],
                  time: TimeConfig, *, subsample: int = 1, format: str = "auto",
-                 time_scale: float | None = None) -> None:
+                 time_scale: float | None = None, in_memory: bool = True,
+                 process: Process | None = None) -> None:
         self.path, self.fields, self.time = pathlib.Path(path), tuple(fields), time
+        self.format, self.subsample = format, subsample
+        self.process = Process() if process is None else process
         self.indices = np.asarray(indices, dtype=np.int64)
-        arrays, attrs = read_fields(self.path, format, self.fields, self.indices, subsample,
-                                    time_axis=True)
-        n_slices = next(iter(arrays.values())).shape[1]
+        with open_reader(self.path, format) as reader:
+            n_slices = reader.field_shape(self.fields[0])[0]
+            attrs = dict(reader.attrs)
         try:
-            slices = snapshot_slices(time, n_slices)
+            self.slices = snapshot_slices(time, n_slices)
         except ValueError as err:
             raise UserError(f"{self.path}: {err}") from None
-        # (n, K + 1, *spatial, C): the snapshots of every trajectory, fields as channels
-        self.snapshots = np.stack([arrays[f][:, slices] for f in self.fields], axis=-1)
-        self.times = dataset_times(attrs, n_slices)[slices]
+        self.times = dataset_times(attrs, n_slices)[self.slices]
         span = float(self.times[-1] - self.times[0])
         self.time_scale = float(time_scale or time.time_scale or span)
-        self.pairs = pair_table(len(slices), time, self.indices)
+        self.pairs = pair_table(len(self.slices), time, self.indices)
+        # (n, K + 1, *spatial, C): the snapshots of every trajectory, fields as channels
+        self.snapshots: np.ndarray | None = None
+        if in_memory and len(self.indices):
+            arrays, _ = read_fields(self.path, format, self.fields, self.indices, subsample,
+                                    time_axis=True, process=self.process)
+            self.snapshots = self._snapshots(arrays)
+
+    def _snapshots(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
+        """``{field: (n, T, *spatial)}`` → their snapshots ``(n, K + 1, *spatial, C)``."""
+        return np.stack([arrays[f][:, self.slices] for f in self.fields], axis=-1)
+
+    def trajectories(self, rows: np.ndarray) -> np.ndarray:
+        """``(len(rows), K + 1, *spatial, C)``: the snapshots of the trajectories at ``rows``
+        (positions in ``indices``), held or read from the file."""
+        if self.snapshots is not None:
+            return self.snapshots[rows]
+        samples = self.indices[rows]
+        with open_reader(self.path, self.format) as reader:
+            arrays = read_samples(reader, self.fields, samples, self.process)
+        return self._snapshots(checked_fields(self.path, arrays, samples, self.subsample,
+                                              time_axis=True))
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -132,10 +164,14 @@ class PairSplit:
     def read(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``x (n, *spatial, C + 1)`` (fields, lead time), ``y (n, *spatial, C)``."""
         row, first, last = self.pairs[np.asarray(positions)].T
-        x = self.snapshots[row, first]
+        held = self.snapshots
+        if held is None:  # each trajectory the pairs need, read once
+            rows, row = np.unique(row, return_inverse=True)
+            held = self.trajectories(rows)
+        x = held[row, first]
         t = np.broadcast_to(self.lead_time(first, last).reshape(-1, *[1] * (x.ndim - 1)),
                             (*x.shape[:-1], 1))
-        return np.concatenate([x, t], axis=-1), self.snapshots[row, last]
+        return np.concatenate([x, t], axis=-1), held[row, last]
 
     def batches(self, batch_size: int, order: np.ndarray | None = None,
                 drop_last: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -147,11 +183,47 @@ class PairSplit:
 
     def fit_normalizers(self) -> tuple[Normalizer, Normalizer]:
         """Per-field mean and std over every snapshot of the split (float64); the lead-time
-        channel of ``x`` is left as it is."""
-        values = self.snapshots.reshape(-1, self.snapshots.shape[-1]).astype(np.float64)
-        fields = Normalizer(values.mean(axis=0).astype(np.float32),
-                            np.maximum(values.std(axis=0), 1e-8).astype(np.float32))
+        channel of ``x`` is left as it is.
+
+        Summed per chunk of :data:`~nopx.training.data.NORM_CHUNK` trajectories, each process
+        of several over its share of the chunks (so call it in every process), and combined
+        in chunk order: the same bits whatever the number of processes, and the float32
+        values of a mean and std over the whole array (two-pass, as ``np.std``).
+        """
+        fields = moments_normalizer(gather_chunk_sums(len(self.indices), self.process,
+                                                      self.snapshot_moments))
         return with_lead_time(fields), fields
+
+    def snapshot_moments(self, chunks: range) -> np.ndarray:
+        """``(len(chunks), C, 3)`` float64: per chunk of :data:`~nopx.training.data.NORM_CHUNK`
+        trajectories (consecutive chunk numbers) and per field, the (count, sum, sum of
+        squared deviations from the chunk's mean) of its snapshots' values."""
+        rows = []
+        for chunk in chunks:
+            held = self.trajectories(np.arange(chunk * NORM_CHUNK,
+                                               min((chunk + 1) * NORM_CHUNK, len(self.indices))))
+            values = held.reshape(-1, held.shape[-1]).astype(np.float64)
+            total = values.sum(axis=0)
+            rows.append(np.stack([np.full(len(total), float(len(values))), total,
+                                  np.square(values - total / len(values)).sum(axis=0)], axis=-1))
+        return np.array(rows, np.float64).reshape(len(chunks), len(self.fields), 3)
+
+
+def moments_normalizer(moments: np.ndarray) -> Normalizer:
+    """Mean and std per channel from the :meth:`PairSplit.snapshot_moments` of every chunk
+    ``(chunks, C, 3)``, added in chunk order (the order fixes the float64 rounding): the
+    chunks' sums give the mean, their squared deviations plus each chunk's count times its
+    mean's squared offset give the variance (exact in exact arithmetic, stable in float64)."""
+    count, total = np.zeros(moments.shape[1]), np.zeros(moments.shape[1])
+    for chunk in moments:
+        count += chunk[:, 0]
+        total += chunk[:, 1]
+    mean = total / count
+    squares = np.zeros(moments.shape[1])
+    for chunk in moments:
+        squares += chunk[:, 2] + chunk[:, 0] * np.square(chunk[:, 1] / chunk[:, 0] - mean)
+    return Normalizer(mean.astype(np.float32),
+                      np.maximum(np.sqrt(squares / count), 1e-8).astype(np.float32))
 
 
 def with_lead_time(fields: Normalizer) -> Normalizer:

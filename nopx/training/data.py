@@ -6,12 +6,14 @@ stacked as channels, channels-last: ``x`` is ``(N, *spatial, len(inputs))``.
 
 In a run of several processes (:mod:`nopx.distributed`) each process reads only what it
 uses: its rows of each batch, from the file, and its share of the chunks the normalisers
-are summed over (:func:`chunk_share`). There ``data.in_memory: auto`` holds nothing: the
-data order (:mod:`nopx.training.source`, a new permutation of the whole split each epoch,
-the same for any number of processes) passes the training samples through every
-process's rows as the epochs go by: after ``E`` epochs each of ``P`` processes has used
-about ``1 - (1 - 1/P)^E`` of them, so a per-process subset in memory would grow to the
-whole split. ``data.in_memory: always`` still holds every split whole in every process.
+are summed over (:func:`chunk_share`, :func:`gather_chunk_sums`); the all2all pair
+splits (:mod:`nopx.training.all2all`) alike, whole trajectories at a time. There
+``data.in_memory: auto`` holds nothing: the data order (:mod:`nopx.training.source`, a new
+permutation of the whole split each epoch, the same for any number of processes) passes
+the training samples through every process's rows as the epochs go by: after ``E``
+epochs each of ``P`` processes has used about ``1 - (1 - 1/P)^E`` of them, so a
+per-process subset in memory would grow to the whole split. ``data.in_memory: always``
+still holds every split whole in every process.
 
 Test hook: with ``NOPX_READ_LOG=DIR`` set, every sample a split reads from the file is
 appended (its dataset index, one per line) to ``DIR/reads-<process index>.txt``, so a test
@@ -23,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -50,6 +52,19 @@ def chunk_share(size: int, process: Process) -> range:
     chunks = -(-size // NORM_CHUNK)
     return range(process.index * chunks // process.count,
                  (process.index + 1) * chunks // process.count)
+
+
+def gather_chunk_sums(size: int, process: Process,
+                      sums: Callable[[range], np.ndarray]) -> np.ndarray:
+    """``(chunks, ...)``: the statistics ``sums(chunks)`` of every normaliser chunk of a
+    ``size``-sample split, in chunk order, the same array in every process of a run.
+
+    Each process computes only its :func:`chunk_share` and :func:`gather_blocks` hands
+    every process all of them, so call it in every process. ``sums`` returns one row per
+    chunk in float64; the rows travel bit for bit.
+    """
+    shares = [chunk_share(size, Process(p, process.count)) for p in range(process.count)]
+    return gather_blocks(sums(shares[process.index]), [len(share) for share in shares])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,10 +145,8 @@ class Split:
 
         ``samples`` are the dataset indices of the ``n`` rows, named if one is not finite.
         """
-        _check_finite(self.path, arrays, samples)
-        if self.subsample > 1:
-            arrays = {name: _stride(field, self.subsample, 1 if self.time is None else 2)
-                      for name, field in arrays.items()}
+        arrays = checked_fields(self.path, arrays, samples, self.subsample,
+                                time_axis=self.time is not None)
         if self.time is None:
             return (_stack([arrays[f] for f in self.inputs]),
                     _stack([arrays[f] for f in self.targets]))
@@ -152,15 +165,13 @@ class Split:
         the file."""
         if self.x is not None:
             return self.x[positions], self.y[positions]
-        with _open(self.path, self.format) as reader:
+        with open_reader(self.path, self.format) as reader:
             return self._read_samples(reader, self.indices[positions])
 
     def _read_samples(self, reader, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(x, y)`` of the dataset samples ``samples`` ``(n,)``, one read per sample from
         the open ``reader``."""
-        _note_reads(self.process, samples)
-        return self._to_xy({f: np.stack([reader.read(f, int(i)) for i in samples])
-                            for f in self.fields}, samples)
+        return self._to_xy(read_samples(reader, self.fields, samples, self.process), samples)
 
     def batches(self, batch_size: int, order: np.ndarray | None = None,
                 drop_last: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -172,7 +183,7 @@ class Split:
                 take = order[start:start + batch_size]
                 yield self.x[take], self.y[take]
             return
-        with _open(self.path, self.format) as reader:
+        with open_reader(self.path, self.format) as reader:
             for start in range(0, stop, batch_size):
                 yield self._read_samples(reader, self.indices[order[start:start + batch_size]])
 
@@ -186,10 +197,8 @@ class Split:
         """
         if self.process.count == 1:
             return self.normalizers_from(self.normalizer_sums())
-        shares = [chunk_share(len(self), Process(p, self.process.count))
-                  for p in range(self.process.count)]
-        mine = self.normalizer_sums(shares[self.process.index])
-        return self.normalizers_from(gather_blocks(mine, [len(share) for share in shares]))
+        return self.normalizers_from(gather_chunk_sums(len(self), self.process,
+                                                       self.normalizer_sums))
 
     @property
     def _sum_names(self) -> tuple[str, ...]:
@@ -242,22 +251,40 @@ def _read_range(path: pathlib.Path, format: str, fields: Sequence[str],
     """``{field: (n, ...)}`` of samples ``indices`` (one contiguous read, then those
     samples), and the file's root attributes."""
     first, stop = int(indices.min()), int(indices.max()) + 1
-    with _open(path, format) as reader:
+    with open_reader(path, format) as reader:
         arrays = {f: reader.read_range(f, first, stop)[indices - first] for f in fields}
         return arrays, dict(reader.attrs)
 
 
 def read_fields(path: pathlib.Path, format: str, fields: Sequence[str], indices: np.ndarray,
-                subsample: int = 1, *, time_axis: bool = False) -> tuple[dict[str, np.ndarray], dict]:
-    """``({field: (n, ...)}, root attributes)``: samples ``indices`` in memory, checked
-    finite, every ``subsample``-th grid point per spatial axis (``time_axis``: each sample
-    is ``(T, *spatial)``)."""
-    arrays, attrs = _read_range(path, format, fields, np.asarray(indices, np.int64))
-    _check_finite(path, arrays, np.asarray(indices))
-    if subsample > 1:
-        arrays = {name: _stride(field, subsample, 2 if time_axis else 1)
-                  for name, field in arrays.items()}
-    return arrays, attrs
+                subsample: int = 1, *, time_axis: bool = False,
+                process: Process | None = None) -> tuple[dict[str, np.ndarray], dict]:
+    """``({field: (n, ...)}, root attributes)``: samples ``indices`` ``(n,)`` in memory (read
+    by ``process``, default: the only one), as :func:`checked_fields` leaves them."""
+    indices = np.asarray(indices, np.int64)
+    arrays, attrs = _read_range(path, format, fields, indices)
+    _note_reads(Process() if process is None else process, indices)
+    return checked_fields(path, arrays, indices, subsample, time_axis=time_axis), attrs
+
+
+def read_samples(reader, fields: Sequence[str], samples: np.ndarray,
+                 process: Process) -> dict[str, np.ndarray]:
+    """``{field: (n, ...)}``: the dataset samples ``samples`` ``(n,)``, one read per sample
+    from the open ``reader`` (h5py fancy indexing is ~40x slower), read by ``process``."""
+    _note_reads(process, samples)
+    return {f: np.stack([reader.read(f, int(i)) for i in samples]) for f in fields}
+
+
+def checked_fields(path: pathlib.Path, arrays: dict[str, np.ndarray], samples: np.ndarray,
+                   subsample: int = 1, *, time_axis: bool = False) -> dict[str, np.ndarray]:
+    """``arrays`` ``{field: (n, ...)}`` of the dataset samples ``samples`` ``(n,)``, refused
+    if not finite, then every ``subsample``-th grid point per spatial axis (``time_axis``:
+    each sample is ``(T, *spatial)``)."""
+    _check_finite(path, arrays, samples)
+    if subsample == 1:
+        return arrays
+    return {name: _stride(field, subsample, 2 if time_axis else 1)
+            for name, field in arrays.items()}
 
 
 def _note_reads(process: Process, samples: np.ndarray) -> None:
@@ -269,7 +296,8 @@ def _note_reads(process: Process, samples: np.ndarray) -> None:
             log.write("".join(f"{int(i)}\n" for i in samples))
 
 
-def _open(path: pathlib.Path, format: str):
+def open_reader(path: pathlib.Path, format: str):
+    """The dataset reader of ``path`` (:func:`nopx.datagen.open_dataset`, imported only here)."""
     from nopx.datagen import open_dataset
 
     return open_dataset(path, format=format)
@@ -330,7 +358,7 @@ def load_splits(cfg: DataConfig, path: pathlib.Path | None = None, *, seed: int 
     several holds a split in memory only with ``data.in_memory: always``.
     """
     path = pathlib.Path(path or cfg.path)
-    with _open(path, cfg.format) as reader:
+    with open_reader(path, cfg.format) as reader:
         missing = [f for f in cfg.inputs + cfg.targets if f not in reader.fields]
         if missing:
             raise UserError(f"{path}: no field {missing[0]!r} (fields: {', '.join(reader.fields)}); "
@@ -348,20 +376,20 @@ def load_splits(cfg: DataConfig, path: pathlib.Path | None = None, *, seed: int 
     if cfg.n_train + cfg.n_test > total:
         raise UserError(f"{path}: holds {total} samples but data.n_train + data.n_test = "
                         f"{cfg.n_train + cfg.n_test}; lower them or generate more samples")
-    if cfg.time is not None and cfg.time.mode == "all2all":
-        # Imported here: nopx.training.all2all builds on this module.
-        from nopx.training.all2all import PairSplit
-
-        return Splits(*(PairSplit(path, cfg.inputs, indices, cfg.time, subsample=cfg.subsample,
-                                  format=cfg.format)
-                        for indices in split_indices(cfg, total, seed)))
-    output_steps = None if cfg.time is None else _output_steps(cfg, shapes[cfg.inputs[0]], path)
     sample_bytes = 4 * sum(int(np.prod(shape)) for shape in shapes.values())
     fits = (cfg.n_train + cfg.n_test) * sample_bytes <= cfg.memory_limit_gb * 2**30
     # One of several processes reads only its rows of each batch (see the module doc).
     process = Process.current() if process is None else process
     in_memory = cfg.in_memory == "always" or (cfg.in_memory == "auto" and fits
                                               and process.count == 1)
+    if cfg.time is not None and cfg.time.mode == "all2all":
+        # Imported here: nopx.training.all2all builds on this module.
+        from nopx.training.all2all import PairSplit
+
+        return Splits(*(PairSplit(path, cfg.inputs, indices, cfg.time, subsample=cfg.subsample,
+                                  format=cfg.format, in_memory=in_memory, process=process)
+                        for indices in split_indices(cfg, total, seed)))
+    output_steps = None if cfg.time is None else _output_steps(cfg, shapes[cfg.inputs[0]], path)
     return Splits(*(Split(path, cfg.inputs, cfg.targets, indices, in_memory, cfg.time,
                           output_steps, cfg.subsample, cfg.format, process)
                     for indices in split_indices(cfg, total, seed)))
