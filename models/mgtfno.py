@@ -15,8 +15,10 @@ FNO gets ``in_channels·(levels+1)`` channels). Per patch :math:`p` with input w
 
 Training: ``stitching: true`` (default) puts the loss on the stitched field;
 ``stitching: false`` (``model: {name: mgtfno, stitching: false}``) puts it on each patch
-against the target cut the same way (:class:`~nopx.models.MultigridPatching`); evaluation is
-on the whole field either way.
+against the target cut the same way (:class:`~nopx.models.MultigridPatching`), a step
+running the patches in ``patch_groups`` groups one after another (default: one group per
+patch position, for about ``1/P^d`` of the activation memory); evaluation is on the whole
+field either way.
 
 Patches wrap around periodically and a patch alone cannot tell where in the domain it is;
 ``global_grid=True`` (default) appends the domain coordinates in [0, 1) to the input before
@@ -54,6 +56,8 @@ class MGTFNO(MultigridPatching):
         every other FNO keyword is accepted too.
       levels, padding_fraction: as for :class:`~nopx.models.MultigridPatching`.
       stitching: ``False`` trains per patch (:attr:`~MultigridPatching.trains_per_patch`).
+      patch_groups: per-patch training runs a step's patches in this many groups, one after
+        another (default: one per patch position; 1: all at once).
       global_grid: append the domain coordinates before patching (see above).
       factorization, rank, joint_factorization: the spectral weights (joint Tucker by
         default).
@@ -71,7 +75,7 @@ class MGTFNO(MultigridPatching):
     def __init__(self, in_channels: int, out_channels: int, n_modes: Sequence[int],
                  hidden_channels: int, n_layers: int = 4, *, levels: int = 1,
                  padding_fraction: float = 0.078125, stitching: bool = True,
-                 global_grid: bool = True,
+                 patch_groups: int | None = None, global_grid: bool = True,
                  factorization: Factorization = "tucker", rank: Rank = 0.05,
                  joint_factorization: bool = True, rngs: nnx.Rngs | None = None,
                  **fno_kwargs: Any) -> None:
@@ -84,7 +88,8 @@ class MGTFNO(MultigridPatching):
                     n_layers, factorization=factorization, rank=rank,
                     joint_factorization=joint_factorization, rngs=rngs, **fno_kwargs)
         super().__init__(inner, levels=levels, padding_fraction=padding_fraction,
-                         stitching=stitching)
+                         stitching=stitching, patch_groups=patch_groups)
+        self.n_groups(len(n_modes))                 # a bad patch_groups fails at build time
 
     def patch(self, x: jax.Array) -> jax.Array:
         """``(B, *n, C) -> (B·P^d, *(n/P + 2p), (C [+ d])·(levels+1))``."""

@@ -20,11 +20,12 @@ patches (:meth:`MultigridPatching.patches`) with the target cut the same way
 eval`` and predictions use the stitched field of the same weights. The patches are then
 independent samples: for a loss that is a mean of per-cell errors (MSE) the per-patch loss
 equals the whole-field loss; a relative loss becomes the mean of per-patch relative errors,
-each patch weighted alike. A step's activation memory is that of the patches it holds,
-so splitting the patches of a batch over steps or devices divides it (``bench/RESULTS.md``:
-a step on 4 patches of a 128² field needs 3.95x less than a stitched step on 4 fields, 15.4x
-at 16 patches); a step over ``B`` whole fields still holds all ``B·P^d`` patches, as a
-stitched one does.
+each patch weighted alike. A step's activation memory is that of the patches it holds at
+once, so a per-patch step runs its ``B·P^d`` patches in ``patch_groups`` groups one after
+another (:meth:`MultigridPatching.group`; default: ``P^d`` groups of one patch position of
+every field), accumulating the loss and gradient: the same step, for about ``1/P^d`` of the
+memory (``bench/RESULTS.md``: a train step on 8 fields of 128² needs 3.9x less temporary
+memory than a stitched one at 4 patches, 13.8x at 16; all patches at once, as much).
 
 Works in 1-3 D (neuraloperator: 2-D only). Each axis length must be divisible by
 :math:`P \cdot 2^\ell = 4^\ell` (the coarsest windows move by whole coarse cells).
@@ -79,6 +80,9 @@ class MultigridPatching(nnx.Module):
       padding_fraction: border of each patch as a fraction of the axis length.
       stitching: ``True``: train on the stitched whole field; ``False``: train per patch
         (:attr:`trains_per_patch`). The call returns the whole field either way.
+      patch_groups: per-patch training only: run a step's patches in this many groups, one
+        after another (:meth:`n_groups`; ``None``: one group per patch position, ``1``: all
+        at once).
 
     >>> import jax.numpy as jnp
     >>> from nopx.models import FNO
@@ -92,14 +96,22 @@ class MultigridPatching(nnx.Module):
     """
 
     def __init__(self, model: nnx.Module, *, levels: int = 1, padding_fraction: float = 0.078125,
-                 stitching: bool = True) -> None:
+                 stitching: bool = True, patch_groups: int | None = None) -> None:
         check_levels(levels)
         if not 0 <= padding_fraction < 1:
             raise ValueError(f"padding_fraction must be in [0, 1), got {padding_fraction!r}")
+        if patch_groups is not None:
+            if isinstance(patch_groups, bool) or not isinstance(patch_groups, int) \
+                    or patch_groups < 1:
+                raise ValueError(f"patch_groups must be a positive integer, got {patch_groups!r}")
+            if stitching:
+                raise ValueError("patch_groups splits per-patch training (stitching: false); "
+                                 "with stitching the step trains on whole fields")
         self.model = model
         self.levels = levels
         self.padding_fraction = padding_fraction
         self.stitching = stitching
+        self.patch_groups = patch_groups
 
     @property
     def trains_per_patch(self) -> bool:
@@ -111,6 +123,20 @@ class MultigridPatching(nnx.Module):
     def n_patches(self) -> int:
         """Patches per axis, ``2^levels``."""
         return 2 ** self.levels
+
+    def n_groups(self, ndim: int) -> int:
+        """How many groups of patches a per-patch train step runs one after another on an
+        ``ndim``-D grid: ``patch_groups``, by default one per patch position (``P^d``).
+
+        ``ValueError`` unless it divides the ``P^d`` patches of a field.
+        """
+        count = self.n_patches ** ndim
+        groups = count if self.patch_groups is None else self.patch_groups
+        if count % groups:
+            raise ValueError(f"patch_groups={groups} must divide the {count} patches of a "
+                             f"{ndim}-D field at levels={self.levels}: a power of two up to "
+                             f"{count} (1: all patches at once)")
+        return groups
 
     def check_grid(self, spatial_shape: Sequence[int]) -> None:
         """``ValueError`` unless every axis is divisible by ``4^levels``."""
@@ -159,9 +185,27 @@ class MultigridPatching(nnx.Module):
         split = split.transpose([0, *range(1, 2 * d, 2), *range(2, 2 * d + 1, 2), 2 * d + 1])
         return split.reshape(-1, *split.shape[d + 1:])
 
+    def group(self, patches: jax.Array) -> jax.Array:
+        """``(B·P^d, ...) -> (G, B·P^d/G, ...)``, ``G`` = :meth:`n_groups`: patches (windows,
+        outputs or targets) of ``(B, *n)`` fields in groups, group ``g`` holding positions
+        ``g·P^d/G .. (g+1)·P^d/G - 1`` of every field, field by field.
+
+        Every group holds the same share of every field, so a batch split over devices
+        splits each group the same way.
+        """
+        groups = self.n_groups(patches.ndim - 2)
+        per_field = patches.reshape(-1, groups, self.n_patches ** (patches.ndim - 2) // groups,
+                                    *patches.shape[1:])
+        return per_field.swapaxes(0, 1).reshape(groups, -1, *patches.shape[1:])
+
+    def patch_outputs(self, windows: jax.Array, spatial_shape: Sequence[int]) -> jax.Array:
+        """``(B', *(n/P + 2p), C') -> (B', *n/P, C_out)``: the model on windows cut by
+        :meth:`patch` from ``spatial_shape`` fields, borders cropped."""
+        return self.crop(self.model(windows), spatial_shape)
+
     def patches(self, x: jax.Array) -> jax.Array:
         """``(B, *n, C) -> (B·P^d, *n/P, C_out)``: the model on every patch, borders cropped."""
-        return self.crop(self.model(self.patch(x)), x.shape[1:-1])
+        return self.patch_outputs(self.patch(x), x.shape[1:-1])
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """``(B, *n, C) -> (B, *n, C_out)``: the stitched :meth:`patches`."""

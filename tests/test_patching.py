@@ -56,6 +56,31 @@ def test_grid_must_divide_and_arguments_are_checked():
         MultigridPatching(first_channel, padding_fraction=1.5)
 
 
+@pytest.mark.parametrize("patch_groups, stitching, message", [
+    (0, False, "positive integer"), (True, False, "positive integer"),
+    (3, False, "must divide the 4 patches"), (8, False, "must divide the 4 patches"),
+    (2, True, "stitching: false")])
+def test_patch_groups_are_checked_at_build_time(patch_groups, stitching, message):
+    with pytest.raises(ValueError, match=message):
+        nnx.eval_shape(lambda: MGTFNO(1, 1, (4, 4), 4, n_layers=1, levels=1,
+                                      stitching=stitching, patch_groups=patch_groups))
+
+
+@pytest.mark.parametrize("patch_groups", [None, 1, 2])
+def test_each_group_holds_the_same_patch_positions_of_every_field(patch_groups):
+    wrapper = MultigridPatching(first_channel, levels=1, stitching=False,
+                                patch_groups=patch_groups)
+    fields = jnp.arange(3.0)[:, None, None, None] * 10 + jnp.zeros((3, 16, 16, 1))
+    position = jnp.tile(jnp.arange(4.0), 3)[:, None, None, None]      # field-major patches
+    groups = wrapper.group(wrapper.patch_target(fields) + position)
+    n_groups = 4 if patch_groups is None else patch_groups
+    assert groups.shape == (n_groups, 12 // n_groups, 8, 8, 1)
+    for g, group in enumerate(groups[..., 0, 0, 0]):
+        per_field = 4 // n_groups
+        expected = [10 * b + g * per_field + k for b in range(3) for k in range(per_field)]
+        np.testing.assert_array_equal(group, expected)
+
+
 def n_params(model: nnx.Module) -> int:
     return sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
 

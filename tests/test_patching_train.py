@@ -50,13 +50,11 @@ def test_per_patch_loss_is_the_loss_of_the_patched_whole_field():
     whole = steps.predict(params, x)
     assert whole.shape == y.shape                             # predictions: the stitched field
 
-    pred, target = jax.jit(steps._train_pair)(params, x, y)
-    assert pred.shape == target.shape == (2 * 4, 8, 8, 1)     # 2x2 patches of 8x8 cells
-    np.testing.assert_allclose(target, model.patch_target(y))
-    np.testing.assert_allclose(pred, model.patch_target(whole), rtol=1e-5, atol=1e-6)
-    assert float(mse(pred, target)) == pytest.approx(float(mse(whole, y)), rel=1e-5)
+    mse_steps, _, _ = _steps(model, mse)
+    loss, _ = jax.jit(mse_steps._loss_and_grads)(params, x, y)
+    assert float(loss) == pytest.approx(float(mse(whole, y)), rel=1e-5)
 
-    _, _, loss, finite = steps.train_step(params, opt_state, x, y)
+    _, _, loss, finite = steps.train_step(params, opt_state, x, y)     # donates params
     assert bool(finite.all())
     per_patch = relative_lp(model.patch_target(whole), model.patch_target(y))
     assert float(loss) == pytest.approx(float(per_patch), rel=1e-5)
@@ -65,10 +63,51 @@ def test_per_patch_loss_is_the_loss_of_the_patched_whole_field():
 
 def test_stitched_model_trains_on_the_whole_field():
     model = MGTFNO(1, 1, (4, 4), 4, n_layers=1, levels=1, rngs=nnx.Rngs(0))
-    steps, params, _ = _steps(model, mse)
-    x = jnp.ones((1, 16, 16, 1))
-    pred, target = jax.eval_shape(steps._train_pair, params, x, x)
-    assert pred.shape == target.shape == x.shape
+    steps, params, _ = _steps(model, relative_lp)
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 16, 16, 1))
+    loss, _ = jax.jit(steps._loss_and_grads)(params, x, x ** 2)
+    assert float(loss) == pytest.approx(float(relative_lp(steps.predict(params, x), x ** 2)),
+                                        rel=1e-5)
+
+
+def _relative_error(a, b) -> float:
+    return float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b))
+
+
+@pytest.mark.parametrize("levels, grid, groups", [(1, 16, 4), (1, 16, 2), (2, 32, 16)])
+def test_patch_groups_give_the_loss_and_gradient_of_all_patches_at_once(levels, grid, groups):
+    """A step over its patches in groups, one after another, computes the loss and gradient
+    of the step over all of them at once, up to float32 rounding."""
+    def loss_and_grads(patch_groups: int):
+        model = MGTFNO(1, 1, (4, 4), 4, n_layers=2, levels=levels, stitching=False,
+                       patch_groups=patch_groups, rngs=nnx.Rngs(0))
+        steps, params, _ = _steps(model, relative_lp)
+        return jax.jit(steps._loss_and_grads)(params, x, jnp.sin(3 * x) + x)
+
+    x = jax.random.normal(jax.random.PRNGKey(0), (3, grid, grid, 1))
+    loss, grads = loss_and_grads(groups)
+    reference, reference_grads = loss_and_grads(1)
+    assert _relative_error(loss, reference) < 1e-5
+    for grad, expected in zip(jax.tree.leaves(grads), jax.tree.leaves(reference_grads),
+                              strict=True):
+        assert _relative_error(grad, expected) < 1e-5
+
+
+def _train_step_temp_bytes(**model_kwargs) -> int:
+    """Temporary memory of the compiled train step on 8 fields of 64² (no data needed)."""
+    model = MGTFNO(1, 1, (8, 8), 16, n_layers=2, rngs=nnx.Rngs(0), **model_kwargs)
+    steps, params, opt_state = _steps(model, relative_lp)
+    x = jax.ShapeDtypeStruct((8, 64, 64, 1), jnp.float32)
+    compiled = steps.train_step.lower(params, opt_state, x, x).compile()
+    return compiled.memory_analysis().temp_size_in_bytes
+
+
+def test_patch_groups_divide_the_activation_memory_of_a_step():
+    """4 patches in 4 groups: a step holds one patch per field at a time, well under half
+    the memory of a stitched step (all 4 at once would hold as much as a stitched one)."""
+    stitched = _train_step_temp_bytes(levels=1)
+    grouped = _train_step_temp_bytes(levels=1, stitching=False)
+    assert grouped < stitched / 2
 
 
 @pytest.mark.parametrize("time, with_time, refused", [

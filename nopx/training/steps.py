@@ -11,7 +11,7 @@ state as the model's sharding rule says, the returned state where it came from.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +27,8 @@ from nopx.training.prefetch import BatchLoader
 from nopx.training.tasks import Apply, direct
 
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
+P = TypeVar("P")                  # a parameter pytree
+G = TypeVar("G")                  # a pytree of arrays with a leading group axis
 
 
 def eval_metrics(pred: jax.Array, target: jax.Array) -> dict[str, jax.Array]:
@@ -38,6 +40,34 @@ def eval_metrics(pred: jax.Array, target: jax.Array) -> dict[str, jax.Array]:
             "rel_l2_per_channel": per_channel}
 
 
+def mean_value_and_grad(fn: Callable[[P, G], jax.Array], params: P,
+                        groups: G) -> tuple[jax.Array, P]:
+    """The mean over groups of ``fn(params, group)`` and its gradient in ``params``.
+
+    ``groups`` is a pytree of arrays ``(G, ...)``, one group per index of the leading axis.
+    The groups run one after another (``lax.scan``), each one's backward pass before the
+    next one's forward, so only one group's activations are live: the memory of a step on
+    ``1/G`` of the data, for the same mean (the gradient of a mean is the mean of the
+    gradients). For the mean of a loss over all the data, ``fn`` must be a mean over
+    samples and the groups of equal size.
+
+    >>> import jax.numpy as jnp
+    >>> value, grad = mean_value_and_grad(lambda w, x: jnp.mean((w * x) ** 2), 2.0,
+    ...                                   jnp.arange(4.0).reshape(2, 2))
+    >>> float(value), float(grad)                        # mean of 4 w^2 x^2, of 2 w x^2
+    (14.0, 14.0)
+    """
+    def accumulate(total: tuple[jax.Array, P], group: G) -> tuple[tuple[jax.Array, P], None]:
+        return jax.tree.map(jnp.add, total, jax.value_and_grad(fn)(params, group)), None
+
+    first = jax.tree.map(lambda a: a[0], groups)
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
+                         jax.eval_shape(jax.value_and_grad(fn), params, first))
+    (value, grads), _ = jax.lax.scan(accumulate, zeros, groups)
+    count = jax.tree.leaves(groups)[0].shape[0]
+    return value / count, jax.tree.map(lambda g: g / count, grads)
+
+
 class Steps:
     """Train/eval steps for one model, normaliser pair and loss.
 
@@ -45,7 +75,8 @@ class Steps:
     (:mod:`nopx.training.tasks`); the prediction is decoded to physical units before the
     loss, so losses and metrics compare with the raw targets. A model that trains per patch
     (:func:`~nopx.training.tasks.trains_per_patch`) has its training loss on its patches
-    against the target cut the same way; :meth:`predict` and the eval step always use the
+    against the target cut the same way, the patches run in groups one after another so a
+    step holds one group's activations; :meth:`predict` and the eval step always use the
     whole field. The normalisers are per channel, so they decode patches like fields.
     """
 
@@ -76,21 +107,28 @@ class Steps:
 
     def _predict(self, params: nnx.State, x: jax.Array) -> jax.Array:
         model = nnx.merge(self.graphdef, params, self.rest)
-        return self._decoded(model, x)
+        return self.y_norm.decode(self.apply(model, self.x_norm.encode(x)))
 
-    def _decoded(self, forward: Callable[[jax.Array], jax.Array], x: jax.Array) -> jax.Array:
-        """The task's ``apply`` of ``forward`` (the model, or its per-patch form) in physical
-        units."""
-        return self.y_norm.decode(self.apply(forward, self.x_norm.encode(x)))
-
-    def _train_pair(self, params: nnx.State, x: jax.Array,
-                    y: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """``(prediction, target)`` the training loss compares: whole fields ``(B, *n, C)``,
-        or ``(B·P, *m, C)`` patches of both for a model that trains per patch."""
+    def _loss_and_grads(self, params: nnx.State, x: jax.Array,
+                        y: jax.Array) -> tuple[jax.Array, nnx.State]:
+        """The training loss and its gradient: on whole fields ``(B, *n, C)``, or, for a
+        model that trains per patch, the mean of the loss over its patch groups
+        (``model.group``), one group at a time (:func:`mean_value_and_grad`)."""
         model = nnx.merge(self.graphdef, params, self.rest)
-        if tasks.trains_per_patch(model):
-            return self._decoded(model.patches, x), model.patch_target(y)
-        return self._decoded(model, x), y
+        if not tasks.trains_per_patch(model):
+            return jax.value_and_grad(lambda p: self.loss(self._predict(p, x), y))(params)
+        # The tasks that train per patch call the model on x as it is (tasks.check_per_patch),
+        # so the task's apply of the patching gives the model's input windows.
+        windows = self.apply(model.patch, self.x_norm.encode(x))
+        grid = x.shape[1:-1]
+
+        def group_loss(p: nnx.State, group: tuple[jax.Array, jax.Array]) -> jax.Array:
+            windows, target = group
+            outputs = nnx.merge(self.graphdef, p, self.rest).patch_outputs(windows, grid)
+            return self.loss(self.y_norm.decode(outputs), target)
+
+        groups = (model.group(windows), model.group(model.patch_target(y)))
+        return mean_value_and_grad(group_loss, params, groups)
 
     def _train_step(self, params: nnx.State, opt_state: Any, x: jax.Array, y: jax.Array,
                     lr_scale: jax.Array | float = 1.0) -> tuple[nnx.State, Any, jax.Array, jax.Array]:
@@ -102,10 +140,7 @@ class Steps:
         with it): a rollback after a divergence lowers it. ``lr_multipliers`` (a pytree of
         factors like ``params``, or ``None``) does the same per parameter group.
         """
-        def objective(p: nnx.State) -> jax.Array:
-            return self.loss(*self._train_pair(p, x, y))
-
-        value, grads = jax.value_and_grad(objective)(params)
+        value, grads = self._loss_and_grads(params, x, y)
         updates, opt_state = self.tx.update(grads, opt_state, params)
         if self.lr_multipliers is None:
             updates = jax.tree.map(lambda u: u * lr_scale, updates)

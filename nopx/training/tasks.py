@@ -113,8 +113,10 @@ def takes_time(name: str, kwargs: dict[str, Any]) -> bool:
 
 def trains_per_patch(model: nnx.Module) -> bool:
     """Whether ``model``'s training loss is per patch: it declares so with a true
-    ``trains_per_patch`` attribute and then provides ``patches(x) -> (B·P, *m, C_out)`` and
-    ``patch_target(y) -> (B·P, *m, C_out)`` (multigrid patching without stitching,
+    ``trains_per_patch`` attribute and then provides ``patch(x) -> (B·P, *w, C')`` input
+    windows, ``patch_outputs(windows, spatial_shape) -> (B·P, *m, C_out)``,
+    ``patch_target(y) -> (B·P, *m, C_out)`` and ``group(patches) -> (G, B·P/G, ...)``, the
+    groups a train step runs one after another (multigrid patching without stitching,
     :class:`~nopx.models.MultigridPatching`); its call still returns the whole field."""
     return bool(getattr(model, "trains_per_patch", False))
 
