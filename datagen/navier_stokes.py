@@ -49,7 +49,7 @@ import dataclasses
 import functools
 import time
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import numpy as np
 
@@ -58,7 +58,8 @@ from nopx.datagen.periodic_grf import PeriodicGRF
 from nopx.datagen.torus import TorusGrid, nodes
 from nopx.errors import UserError
 
-__all__ = ["NavierStokes2D", "NavierStokesConfig", "simulate", "forcing_field", "SCHEMES"]
+__all__ = ["NavierStokes2D", "NavierStokesConfig", "simulate", "forcing_field", "SCHEMES",
+           "SpectralOperators", "spectral_operators"]
 
 Scheme = Literal["cn_euler", "cn_ab2", "cn_heun"]
 #: Nonlinear-term evaluations per step of each scheme.
@@ -87,19 +88,46 @@ def forcing_field(kind: str, n: int, amplitude: float = 0.1, wavenumber: int = 1
     raise ValueError(f"forcing: unknown kind {kind!r} (fno, kolmogorov, none)")
 
 
-def _operators(n: int) -> dict[str, np.ndarray]:
-    """Spectral symbols on the ``rfft2`` grid ``(n, n//2 + 1)``, the 2/3-rule mask folded in."""
-    kx = np.fft.fftfreq(n, 1.0 / n)[:, None]
-    ky = np.fft.rfftfreq(n, 1.0 / n)[None, :]
+class SpectralOperators(NamedTuple):
+    """The symbols of the vorticity equation on the ``rfft2`` grid ``(nx, ny//2 + 1)`` (numpy,
+    float64/complex128): what the solver and :mod:`~nopx.datagen.navier_stokes_residual` share.
+
+    Attributes:
+      minus_lap: ``4π²|k|²``, the symbol of ``−Δ`` (``k`` the integer wavenumbers).
+      keep: the 2/3-rule mask ``|k_i| ≤ (2/3)(n_i/2)`` (all true without dealiasing); the
+        nonlinear term is formed from ``keep · ŵ`` and truncated to ``keep``.
+      velocity: ``(2, nx, ny//2 + 1)``: ``(u, v) = (∂_yψ, −∂_xψ)`` from ``ŵ``, where
+        ``ψ̂ = ŵ / 4π²|k|²``.
+      gradient: ``(2, nx, ny//2 + 1)``: ``(∂_x, ∂_y)``.
+      products: ``(2, nx, ny//2 + 1)``: Basdevant's ``u·∇w = ∂_x∂_y(v² − u²) + (∂_xx −
+        ∂_yy)(uv)``, the symbols of ``∂_x∂_y`` and ``∂_xx − ∂_yy``.
+
+    >>> ops = spectral_operators(6)
+    >>> ops.keep[:, 0].tolist()  # wavenumbers 0, 1, 2, -3, -2, -1; cutoff (2/3)·3 = 2
+    [True, True, True, False, True, True]
+    """
+
+    minus_lap: np.ndarray
+    keep: np.ndarray
+    velocity: np.ndarray
+    gradient: np.ndarray
+    products: np.ndarray
+
+
+def spectral_operators(nx: int, ny: int | None = None, *, dealias: bool = True) -> SpectralOperators:
+    """The :class:`SpectralOperators` of an ``nx × ny`` torus grid (``ny`` defaults to ``nx``);
+    ``dealias=False`` keeps every wavenumber."""
+    ny = nx if ny is None else ny
+    kx = np.fft.fftfreq(nx, 1.0 / nx)[:, None]
+    ky = np.fft.rfftfreq(ny, 1.0 / ny)[None, :]
     minus_lap = 4 * np.pi**2 * (kx**2 + ky**2)
     inv = np.divide(1.0, minus_lap, out=np.zeros_like(minus_lap), where=minus_lap > 0)
-    cutoff = (2.0 / 3.0) * (n // 2)
-    keep = (np.abs(kx) <= cutoff) & (np.abs(ky) <= cutoff)
-    # u = ψ_y, v = -ψ_x from the truncated ŵ.
-    velocity = keep * np.stack([2j * np.pi * ky * inv, -2j * np.pi * kx * inv])
-    # Basdevant: u·∇w = ∂x∂y(v² − u²) + (∂xx − ∂yy)(uv), truncated.
-    products = keep * np.stack([-4 * np.pi**2 * kx * ky, -4 * np.pi**2 * (kx**2 - ky**2)])
-    return {"minus_lap": minus_lap, "velocity": velocity, "products": products}
+    keep = (np.abs(kx) <= (2.0 / 3.0) * (nx // 2)) & (np.abs(ky) <= (2.0 / 3.0) * (ny // 2))
+    return SpectralOperators(
+        minus_lap, keep if dealias else np.ones_like(keep),
+        velocity=np.stack([2j * np.pi * ky * inv, -2j * np.pi * kx * inv]),
+        gradient=np.stack(np.broadcast_arrays(2j * np.pi * kx, 2j * np.pi * ky)),
+        products=np.stack([-4 * np.pi**2 * kx * ky, -4 * np.pi**2 * (kx**2 - ky**2)]))
 
 
 @functools.lru_cache(maxsize=8)
@@ -110,10 +138,11 @@ def _program(batch: int, n: int, nu: float, dt: float, scheme: str, steps_per_re
     import jax.numpy as jnp
 
     real = jnp.float64 if dtype == "float64" else jnp.float32
-    ops = _operators(n)
-    velocity = jnp.asarray(ops["velocity"], dtype=jnp.result_type(real, jnp.complex64))
-    products = jnp.asarray(ops["products"], dtype=real)
-    half_visc = 0.5 * dt * nu * ops["minus_lap"]
+    ops = spectral_operators(n)
+    # The 2/3 rule folded in: u from the truncated ŵ, u·∇w truncated.
+    velocity = jnp.asarray(ops.keep * ops.velocity, dtype=jnp.result_type(real, jnp.complex64))
+    products = jnp.asarray(ops.keep * ops.products, dtype=real)
+    half_visc = 0.5 * dt * nu * ops.minus_lap
     a = jnp.asarray((1.0 - half_visc) / (1.0 + half_visc), dtype=real)
     b = jnp.asarray(dt / (1.0 + half_visc), dtype=real)
     m = n // subsample

@@ -7,9 +7,9 @@ Stage 2 of Cao et al. 2024 (MODELS.md §4.4). For each trajectory, with no groun
 2. enlarge the convolution's modes (up to the full grid), the trained modes copied in, the
    new ones starting tiny;
 3. minimise the :math:`H^{-1}` norm of the Navier–Stokes residual of the predicted trajectory
-   (:func:`nse_residual`, :func:`h_minus1`) over that layer's parameters with Adam (two
-   learning rates), in float64, and keep the iterate with the smallest residual
-   (:func:`refine`).
+   (:func:`~nopx.datagen.navier_stokes_residual.nse_residual`, :func:`h_minus1`) over that
+   layer's parameters with Adam (two learning rates), in float64, and keep the iterate with
+   the smallest residual (:func:`refine`).
 
 Which layer (``output_cut``):
 
@@ -27,15 +27,10 @@ Which layer (``output_cut``):
   only place where modes can be added. The FNO has no per-mode bias (its bias is one
   constant per channel) and no temporal series: its time derivative is ``"fd"``.
 
-The residual of a trajectory :math:`w` on the unit torus is
-
-.. math::
-    r = \partial_t w - R(w), \qquad R(w) = -u\cdot\nabla w + \nu\Delta w + f, \qquad
-    -\Delta\psi = w,\quad u = (\partial_y\psi, -\partial_x\psi),
-
-with :math:`R` the right-hand side the data generator (:mod:`nopx.datagen.navier_stokes`)
-integrates, 2/3-rule dealiasing included (:func:`solver_time_derivative`). Its size is the
-functional a-posteriori estimator
+The residual :math:`r = \partial_t w - R(w)` of a predicted trajectory is that of the
+data generator's equation, :func:`~nopx.datagen.navier_stokes_residual.nse_residual` (the
+equation, its conventions and the time-derivative choices live there, with the solver). Its
+size is the functional a-posteriori estimator
 
 .. math::
     \eta(w) = \Big(\frac1T \sum_t \sum_k \frac{|\hat r_k(t)|^2}{\alpha + 4\pi^2|k|^2}\Big)^{1/2}
@@ -45,16 +40,9 @@ with :math:`\hat r` the forward-normalised FFT (Parseval: :math:`\sum_k|\hat r_k
 
 **Time derivative.** ``"spectral"`` is the exact time derivative of the temporal Fourier
 series the SFNO output layer produces (its slices are samples of that series); ``"fd"``
-central differences between the predicted slices (second order, one-sided at the ends; at
-the coarse slice spacing of a dataset this error can dominate, see ``bench/RESULTS.md``).
-``"solver"`` is torch-cfd's choice: :math:`\partial_t w` taken from a ±1e-6 step of the
-solver started at each predicted slice, i.e. in the limit :math:`R(w)` itself
-(:func:`solver_time_derivative`). **Caveat:** then :math:`r = R(w) - R(w) = 0` for *every*
-field ``w`` — the residual measures only the step's own :math:`O(\epsilon)` (forward) or
-:math:`O(\epsilon^2)` (symmetric, the notebook's ``bdf_weight=(0.5, 0.5)``) error, at
-:math:`\epsilon = 10^{-6}` in float64 below roundoff, not whether the trajectory solves the
-NSE in time (MODELS.md §4.4). So it is offered for comparison (``nse_residual(...,
-time_derivative="solver")``) but :func:`refine` refuses it.
+central differences between the predicted slices. torch-cfd's ``"solver"`` derivative makes
+the residual vanish for *every* field (the caveat in
+:mod:`~nopx.datagen.navier_stokes_residual`), so :func:`refine` refuses it.
 
 Arrays are channels-last: a trajectory is ``(B, X, Y, T)`` with the slices on the last axis.
 
@@ -74,7 +62,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -82,6 +70,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from nopx.datagen.navier_stokes_residual import TimeDerivative, nse_residual
 from nopx.layers.fourier import full_axis_frequencies, kept_shape
 from nopx.layers.spectral_conv import SpectralConv
 from nopx.layers.spectral_conv_st import SpaceTimeSpectralConv
@@ -89,121 +78,8 @@ from nopx.losses import relative_sobolev, sobolev_norm
 from nopx.models.fno import FNO
 from nopx.models.sfno import SFNO, output_operator
 
-TimeDerivative = Literal["spectral", "fd", "solver"]
-
 #: Spectral-Refiner's :math:`\alpha` in the :math:`H^{-1}` residual norm.
 ALPHA = 10 ** -1.5
-
-
-def _wavenumbers(nx: int, ny: int) -> tuple[np.ndarray, np.ndarray]:
-    """Integer wavenumbers on the ``rfft2`` grid ``(nx, ny//2 + 1)`` (float64, numpy)."""
-    return (np.fft.fftfreq(nx, 1.0 / nx)[:, None], np.fft.rfftfreq(ny, 1.0 / ny)[None, :])
-
-
-def time_derivative_fd(w: jax.Array, dt: float) -> jax.Array:
-    """``∂_t w`` of ``(..., T)`` slices ``dt`` apart: central differences, one-sided at the ends.
-
-    Second order everywhere.
-
-    Needs ``T >= 3``.
-
-    >>> import jax.numpy as jnp
-    >>> time_derivative_fd(jnp.arange(5.0) ** 2, 1.0).tolist()     # d/dt t² = 2t, exact
-    [0.0, 2.0, 4.0, 6.0, 8.0]
-    """
-    if w.shape[-1] < 3:
-        raise ValueError(f"finite differences in time need at least 3 slices, got {w.shape[-1]}")
-    first = (-3 * w[..., :1] + 4 * w[..., 1:2] - w[..., 2:3]) / (2 * dt)
-    inner = (w[..., 2:] - w[..., :-2]) / (2 * dt)
-    last = (3 * w[..., -1:] - 4 * w[..., -2:-1] + w[..., -3:-2]) / (2 * dt)
-    return jnp.concatenate([first, inner, last], axis=-1)
-
-
-def solver_time_derivative(w: jax.Array, *, nu: float, forcing: jax.Array | np.ndarray | None,
-                           dealias: bool = True) -> jax.Array:
-    r"""``R(w) = −u·∇w + νΔw + f``: the ``∂_t w`` the data generator's solver gives a slice.
-
-    The right-hand side :func:`nopx.datagen.navier_stokes.simulate` integrates (what
-    torch-cfd's ±ε solver step measures as ε → 0; see the module docstring's caveat).
-
-    Args:
-      w: ``(B, X, Y, T)`` vorticity slices on the unit torus.
-      nu: viscosity.
-      forcing: time-constant ``f``, ``(X, Y)`` or ``(B, X, Y)``; ``None`` for none.
-      dealias: the 2/3 rule of the solver: ``u`` and ``∇w`` are formed from the
-        wavenumbers ``|k_i| ≤ (2/3)(n/2)`` of ``w`` and ``u·∇w`` is truncated to them (exact
-        for the truncated field, so it equals the solver's Basdevant form to roundoff).
-
-    Returns:
-      ``(B, X, Y, T)`` in the dtype of ``w``.
-    """
-    if w.ndim != 4:
-        raise ValueError(f"expected a trajectory (batch, x, y, time); got {w.shape}")
-    nx, ny = w.shape[1:3]
-    kx, ky = _wavenumbers(nx, ny)
-    k_sq = 4 * np.pi ** 2 * (kx ** 2 + ky ** 2)
-    inv_lap = np.divide(1.0, k_sq, out=np.zeros_like(k_sq), where=k_sq > 0)
-    keep = ((np.abs(kx) <= (2 / 3) * (nx // 2)) & (np.abs(ky) <= (2 / 3) * (ny // 2))
-            if dealias else np.ones_like(k_sq, dtype=bool))
-    complex_dtype = jnp.result_type(w.dtype, jnp.complex64)
-
-    def symbol(a: np.ndarray) -> jax.Array:
-        return jnp.asarray(a[..., None], complex_dtype)          # broadcast over time
-
-    # (B, X, Y//2+1, T): the slices stay on the last axis, FFTs over x and y.
-    w_hat = jnp.fft.rfft2(w, axes=(1, 2))
-    w_kept = w_hat * symbol(keep)
-    derivatives = [2j * np.pi * ky * inv_lap, -2j * np.pi * kx * inv_lap,    # u, v from ψ
-                   2j * np.pi * kx, 2j * np.pi * ky]                          # ∂_x w, ∂_y w
-    u, v, w_x, w_y = (jnp.fft.irfft2(w_kept * symbol(d), s=(nx, ny), axes=(1, 2))
-                      for d in derivatives)
-    convection = jnp.fft.rfft2(u * w_x + v * w_y, axes=(1, 2)) * symbol(keep)
-    rhs = -convection - nu * symbol(k_sq) * w_hat
-    if forcing is not None:
-        f = jnp.asarray(forcing, w.dtype)
-        f_hat = jnp.fft.rfft2(f, axes=(-2, -1))
-        rhs = rhs + (f_hat[..., None] if f.ndim == 2 else f_hat[:, :, :, None])
-    return jnp.fft.irfft2(rhs, s=(nx, ny), axes=(1, 2)).astype(w.dtype)
-
-
-def nse_residual(w: jax.Array, *, nu: float, forcing: jax.Array | np.ndarray | None, dt: float,
-                 time_derivative: TimeDerivative | jax.Array = "fd",
-                 dealias: bool = True) -> jax.Array:
-    r"""The residual ``r = ∂_t w − R(w)`` of a vorticity trajectory on the unit torus.
-
-    ``R`` is :func:`solver_time_derivative` (the solver's right-hand side).
-
-    Args:
-      w: ``(B, X, Y, T)`` vorticity slices, ``dt`` apart in time (module docstring).
-      nu: viscosity.
-      forcing: time-constant ``f``, ``(X, Y)`` or ``(B, X, Y)``; ``None`` for none.
-      dt: time between two slices.
-      time_derivative: ``"fd"`` (central differences between the slices), ``"solver"``
-        (``R(w)``: the residual vanishes for every ``w``, module docstring), or the array
-        ``∂_t w`` itself, ``(B, X, Y, T)`` per unit time — e.g. the exact derivative of the
-        SFNO output's temporal series (:func:`output_cut`). ``"spectral"`` needs that
-        series, which the slices alone do not determine: pass the array.
-      dealias: the solver's 2/3 rule (:func:`solver_time_derivative`); a trajectory of
-        :func:`nopx.datagen.navier_stokes.simulate` leaves only its time-stepping error.
-
-    Returns:
-      ``r``, shape ``(B, X, Y, T)``, in the dtype of ``w``.
-    """
-    rhs = solver_time_derivative(w, nu=nu, forcing=forcing, dealias=dealias)
-    if isinstance(time_derivative, str):
-        if time_derivative == "spectral":
-            raise ValueError("time_derivative='spectral' differentiates the SFNO's temporal "
-                             "series, which the slices alone do not determine: take it from "
-                             "nopx.refine.output_cut(...).head and pass the array")
-        if time_derivative not in ("fd", "solver"):
-            raise ValueError(f"unknown time_derivative {time_derivative!r}; choose 'fd', "
-                             f"'solver' or pass the array ∂_t w")
-        w_t = time_derivative_fd(w, dt) if time_derivative == "fd" else rhs
-    else:
-        w_t = time_derivative
-        if w_t.shape != w.shape:
-            raise ValueError(f"time_derivative has shape {w_t.shape}, expected {w.shape}")
-    return (w_t - rhs).astype(w.dtype)
 
 
 def h_minus1(r: jax.Array, alpha: float = ALPHA, *, torchcfd_compat: bool = False) -> jax.Array:
@@ -513,7 +389,8 @@ def refine(model: nnx.Module, x: jax.Array | np.ndarray, *, out_steps: int, nu: 
       model: a trained model :func:`refinable` accepts (left unchanged).
       x: input slices ``(B, X, Y, T_in)`` at the resolution to refine on.
       out_steps: number of predicted slices.
-      nu, forcing, dt: the PDE (:func:`nse_residual`); ``dt`` is the time between slices.
+      nu, forcing, dt: the PDE (:func:`~nopx.datagen.navier_stokes_residual.nse_residual`);
+        ``dt`` is the time between slices.
       modes: the enlarged layer's modes (:func:`output_cut`; the reference uses ``(64, 64,
         6)`` for an SFNO at 256²); ``None``: :func:`default_modes`.
       iterations: Adam steps.
@@ -544,7 +421,7 @@ def refine(model: nnx.Module, x: jax.Array | np.ndarray, *, out_steps: int, nu: 
     if time_derivative not in ("spectral", "fd"):
         raise ValueError(f"time_derivative {time_derivative!r} cannot drive refinement: choose "
                          "'spectral' or 'fd' ('solver' makes the residual vanish for every "
-                         "field; see the nopx.refine module docstring)")
+                         "field; see the nopx.datagen.navier_stokes_residual docstring)")
     if anchor and time_derivative != "fd":
         raise ValueError("anchor=True measures the residual by finite differences from the "
                          "last input slice: use time_derivative='fd'")

@@ -11,12 +11,13 @@ import pytest
 from flax import nnx
 
 from nopx.datagen.navier_stokes import forcing_field, simulate
+from nopx.datagen.navier_stokes_residual import (nse_residual, solver_time_derivative,
+                                                 time_derivative_fd)
 from nopx.datagen.periodic_grf import PeriodicGRF
 from nopx.models import FNO, SFNO, TFNO
 from nopx.models.sfno import output_operator
-from nopx.refine import (enlarge_output_modes, enlarge_spectral_conv, h_minus1, nse_residual,
-                         output_cut, refine, relative_l2, solver_time_derivative,
-                         time_derivative_fd)
+from nopx.refine import (enlarge_output_modes, enlarge_spectral_conv, h_minus1, output_cut,
+                         refine, relative_l2)
 from nopx.training.tasks import spacetime
 
 NU = 1e-3

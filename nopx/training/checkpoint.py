@@ -10,7 +10,10 @@ Each save holds ``state`` (a pytree of arrays: parameters, optimizer state) and 
 constructor arguments, the fitted normalisers), so the run directory alone rebuilds the
 model and resumes it mid-epoch. Saves are asynchronous; a save cut short by a kill is
 never listed, so resuming falls back to the previous one. The loop saves only states it
-has checked to be finite.
+has checked to be finite. A full disk is a :class:`~nopx.errors.UserError`; the first save
+puts a :class:`ClosedLoopFilter` in front of :data:`sys.unraisablehook` for the process, so
+that the follow-on reports of a failed write do not bury that message (nothing else is
+filtered).
 
 Arrays are saved as they are sharded and restored into the shardings of ``like`` (any
 mesh: a run saved on 8 devices resumes on 2, or on one). In a multi-process run every
@@ -23,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import pathlib
-import threading
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -60,9 +63,6 @@ class Checkpoints:
             if not _disk_full(err):
                 raise
             self.broken = True
-            # orbax's writer threads then die with follow-on errors (the disk again, an event
-            # loop closed under them at exit); the failure is reported once, below.
-            threading.excepthook = lambda args: None
             done = self.latest.latest_step()
             raise UserError(
                 f"{self.root}: the disk is full, a checkpoint could not be written; free space "
@@ -74,6 +74,7 @@ class Checkpoints:
         """Save asynchronously as the latest (if ``latest``) and offer it as "best" when
         ``metrics`` has the tracked metric."""
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
+        quiet_closed_loop_reports()
         with self._writing():
             if latest:
                 self.latest.save(step, args=args)
@@ -124,3 +125,43 @@ def _disk_full(err: BaseException) -> bool:
     if isinstance(err, OSError) and err.errno == errno.ENOSPC:
         return True
     return "No space left on device" in str(err) or f"os_error_code='{errno.ENOSPC}'" in str(err)
+
+
+class ClosedLoopFilter:
+    """A :data:`sys.unraisablehook` that drops the follow-on reports of a failed orbax save
+    and passes every other report to ``previous``.
+
+    A failed write (a full disk) ends the event loop of orbax's writer while tensorstore
+    writes of the same save are still in flight. As each of them completes, tensorstore's
+    C++ callback thread calls ``loop.call_soon_threadsafe`` on the closed loop, and Python
+    reports the ``RuntimeError('Event loop is closed')`` as unraisable: a bare traceback on
+    stderr, from a thread Python did not start (not through :data:`threading.excepthook`),
+    often before the main thread has seen the failure. What is dropped is exactly that:
+    the error raised by asyncio's ``call_soon_threadsafe`` called straight from C code, with
+    no object attached; the failure itself reaches the caller of :meth:`Checkpoints.save` or
+    :meth:`Checkpoints.wait`.
+    """
+
+    def __init__(self, previous: Any) -> None:
+        self.previous = previous
+
+    def __call__(self, unraisable: Any) -> None:
+        if not _closed_loop_callback(unraisable):
+            self.previous(unraisable)
+
+
+def quiet_closed_loop_reports() -> None:
+    """Put a :class:`ClosedLoopFilter` in front of :data:`sys.unraisablehook`, once: before the
+    first save, as the reports can precede the failure's :class:`UserError`."""
+    if not isinstance(sys.unraisablehook, ClosedLoopFilter):
+        sys.unraisablehook = ClosedLoopFilter(sys.unraisablehook)
+
+
+def _closed_loop_callback(unraisable: Any) -> bool:
+    """Whether an unraisable report is ``loop.call_soon_threadsafe`` on a closed asyncio loop,
+    called from C (its traceback starts in that method: no Python frame called it)."""
+    tb = unraisable.exc_traceback
+    return (unraisable.object is None and type(unraisable.exc_value) is RuntimeError
+            and str(unraisable.exc_value) == "Event loop is closed" and tb is not None
+            and tb.tb_frame.f_code.co_name == "call_soon_threadsafe"
+            and tb.tb_frame.f_globals.get("__name__") == "asyncio.base_events")
