@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import pathlib
@@ -90,8 +91,16 @@ class MetricsLog:
     def write(self, event: dict[str, Any]) -> None:
         if not self.writer:
             return
-        with self.path.open("a") as handle:
-            handle.write(json.dumps(event) + "\n")
+        line = memoryview((json.dumps(event) + "\n").encode())
+        # Unbuffered, so a failed write can be undone: no half line for a resume to trip over.
+        with _disk_full_is_user_error(self.path), open(self.path, "ab", buffering=0) as handle:
+            start = handle.tell()
+            try:
+                while line:
+                    line = line[handle.write(line):]
+            except OSError:
+                handle.truncate(start)
+                raise
 
 
 @dataclasses.dataclass
@@ -115,11 +124,24 @@ class Position:
                    meta.get("seconds", 0.0))
 
 
+@contextlib.contextmanager
+def _disk_full_is_user_error(path: pathlib.Path) -> Iterator[None]:
+    """A full disk while writing ``path`` (a run file) is a :class:`UserError` naming it."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        raise UserError(f"{path}: the disk is full; free space (or move train.run_dir) and "
+                        "rerun with --resume: the run continues from its last checkpoint") from None
+
+
 def _write_atomic(path: pathlib.Path, text: str) -> None:
     """Write via a temporary file and rename: a kill leaves the old or the new file whole."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with _disk_full_is_user_error(path):
+        tmp.write_text(text)
+        os.replace(tmp, path)
 
 
 def _check_resumable(cfg: Config, run_dir: pathlib.Path) -> None:

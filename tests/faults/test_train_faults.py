@@ -22,6 +22,7 @@ import yaml
 
 from helpers import run_nopx
 from nopx import training
+from nopx.errors import UserError
 
 EPOCHS, STEPS_PER_EPOCH, EVERY_STEPS = 3, 3, 2
 SAVES = 1 + 3 + EPOCHS  # step 0, steps 2, 4, 8 (mid-epoch), every epoch end
@@ -130,3 +131,17 @@ def test_disk_full_while_checkpointing_then_resume(tmp_path, darcy_small, refere
     for a, b in zip(reference["params"], outcome["params"], strict=True):
         np.testing.assert_array_equal(a, b)
     assert outcome["events"] == reference["events"]
+
+
+def test_disk_full_while_appending_metrics_is_a_user_error_and_no_half_line(small_disk):
+    from nopx.training.loop import MetricsLog
+
+    mount, resize = small_disk
+    resize(16 * 1024, first=True)
+    log = MetricsLog(mount / "metrics.jsonl")
+    written = 0
+    with pytest.raises(UserError, match="metrics.jsonl: the disk is full"):
+        while True:                                # until the 16 KiB tmpfs is full
+            log.write({"step": written, "train/loss": 0.5, "note": "x" * 200})
+            written += 1
+    assert [e["step"] for e in log.read()] == list(range(written))   # every line whole
