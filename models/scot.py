@@ -145,6 +145,30 @@ class PatchExpansion(nnx.Module):
         return self.mixup(self.norm(x, t))
 
 
+class DepthwiseConv(nnx.Module):
+    """Per-channel ``k×k`` convolution (``k`` odd), zero-padded to the input's size.
+
+    The parameters of ``nnx.Conv(C, C, (k, k), padding=k // 2, feature_group_count=C)``
+    (``kernel (k, k, 1, C)``, ``bias (C,)``, initialised alike), computed as a sum of ``k²``
+    shifted products instead of a grouped convolution: XLA's SPMD partitioner (jax 0.10.2)
+    all-reduces the kernel gradient of a grouped convolution over every device of the mesh,
+    so with the batch split on ``data`` it came out multiplied by the size of ``model``.
+    """
+
+    def __init__(self, channels: int, size: int, *, rngs: nnx.Rngs) -> None:
+        self.kernel = nnx.Param(nnx.initializers.lecun_normal()(rngs.params(),
+                                                                (size, size, 1, channels)))
+        self.bias = nnx.Param(jnp.zeros((channels,)))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """``(B, H, W, C) -> (B, H, W, C)``."""
+        size, (h, w) = self.kernel.shape[0], x.shape[1:3]
+        kernel, half = self.kernel[...], size // 2
+        x = jnp.pad(x, ((0, 0), (half, half), (half, half), (0, 0)))
+        return sum((x[:, i:i + h, j:j + w] * kernel[i, j, 0]
+                    for i in range(size) for j in range(size)), self.bias[...])
+
+
 class ConvNeXtBlock(nnx.Module):
     """ConvNeXt block on a skip path: ``x + γ ⊙ MLP(norm(depthwise 7×7 conv(x)))``.
 
@@ -153,8 +177,7 @@ class ConvNeXtBlock(nnx.Module):
     """
 
     def __init__(self, channels: int, *, conditioned: bool, rngs: nnx.Rngs) -> None:
-        self.depthwise = nnx.Conv(channels, channels, (7, 7), padding=3,
-                                  feature_group_count=channels, rngs=rngs)
+        self.depthwise = DepthwiseConv(channels, 7, rngs=rngs)
         self.norm = ConditionalLayerNorm(channels, conditioned=conditioned, rngs=rngs)
         self.mlp = ChannelMLP(channels, channels, 4 * channels, rngs=rngs)
         self.layer_scale = nnx.Param(jnp.full((channels,), 1e-6))
@@ -200,15 +223,20 @@ class ScOT(nnx.Module):
     (3, 32, 24, 1)
     """
 
-    # Parameter sharding over a mesh's "model" axis (nopx.parallel.param_shardings), by
-    # attention head: query/key/value kernels (C, heads·d) on their output axis, the output
-    # projection (heads·d, C) on its input axis, the relative-position bias (·, heads) and
-    # logit scales (heads,) on the head axis; MLP, patch and conv kernels on output channels.
-    sharding_rules = ((r"attention/(query|key|value)/kernel$", -1),
-                      (r"attention/output/kernel$", 0),
+    # Parameter sharding over a mesh's "model" axis (nopx.parallel.param_shardings), as
+    # Megatron splits a transformer so that each block needs one all-reduce per sublayer:
+    # attention by whole heads (query/key/value kernels (C, heads·d) and biases on their
+    # output axis, the output kernel (heads·d, C) on its input axis, position-bias MLP
+    # output (512, heads) and logit scales (heads,) on the head axis; all of it replicated
+    # where the heads do not divide by the model size), MLPs C → hC → C by their hidden
+    # units. The rest is replicated (norms, patch merging/expansion, convolutions: about 5% of
+    # scOT-T's weights, whose reshapes and channel norms would cost collectives).
+    sharding_rules = ((r"attention/(query|key|value)/(kernel|bias)$", -1, "attention/logit_scale"),
+                      (r"attention/output/kernel$", 0, "attention/logit_scale"),
                       (r"attention/cpb_out/kernel$", -1),
                       (r"attention/logit_scale$", 0),
-                      (r"kernel$", -1))
+                      (r"mlp/layers/0/(kernel|bias)$", -1),
+                      (r"mlp/layers/1/kernel$", 0))
 
     def __init__(self, in_channels: int, out_channels: int, size: str | None = None, *,
                  hidden_channels: int | None = None, depths: Sequence[int] | None = None,

@@ -33,8 +33,11 @@ DATA_AXIS = "data"
 MODEL_AXIS = "model"
 
 # ``(regular expression on a parameter path such as "blocks/0/conv/weight_real", axis)``: the
-# first rule whose pattern is found in a path shards that parameter along ``axis``.
-ShardingRules = Sequence[tuple[str, int]]
+# first rule whose pattern is found in a path shards that parameter along ``axis``. A third
+# entry ``blocks`` keeps indivisible blocks of that axis whole (the heads of a ``(C, heads·d)``
+# attention kernel): the path of the parameter whose length is the number of blocks, written
+# as the replacement of the rule's match (``re.sub``), e.g. ``"attention/logit_scale"``.
+ShardingRules = Sequence[tuple[str, int] | tuple[str, int, str]]
 
 
 def make_mesh(data: int, model: int = 1, *, where: str = "config") -> Mesh:
@@ -93,19 +96,34 @@ def param_shardings(mesh: Mesh, params: Any, rules: ShardingRules = ()) -> Any:
     """A :class:`NamedSharding` per parameter: split on ``model`` by the first matching
     rule, replicated otherwise.
 
-    A parameter whose ruled axis does not divide by the ``model`` axis size (a 1-channel
-    projection, a TT core of rank 1) stays replicated: sharding it would need padding, and
-    such tensors are small. With ``model`` of size 1 everything is replicated.
+    A parameter whose ruled axis (or number of blocks) does not divide by the ``model`` axis
+    size (a 1-channel projection, a TT core of rank 1, 3 attention heads on 2 devices) stays
+    replicated: sharding it would need padding or would cut a block, and such tensors are
+    small. With ``model`` of size 1 everything is replicated.
     """
     model = mesh.shape[MODEL_AXIS]
-    compiled = [(re.compile(pattern), axis) for pattern, axis in rules]
+    compiled = [(re.compile(pattern), axis, *blocks) for pattern, axis, *blocks in rules]
+    sizes = {path_name(path): math.prod(leaf.shape)
+             for path, leaf in jax.tree_util.tree_leaves_with_path(params)}
+
+    def splits(name: str, shape: tuple[int, ...], match: re.Match, axis: int,
+               blocks: Sequence[str]) -> bool:
+        if model == 1 or not -len(shape) <= axis < len(shape) or shape[axis] % model:
+            return False
+        if not blocks:
+            return True
+        counted = name[:match.start()] + match.expand(blocks[0]) + name[match.end():]
+        if counted not in sizes:
+            raise ValueError(f"sharding rule {match.re.pattern!r}: no parameter {counted!r} "
+                             f"counts the blocks of {name!r}")
+        return sizes[counted] % model == 0
 
     def sharding(path: tuple[Any, ...], leaf: Any) -> NamedSharding:
         name = path_name(path)
-        for pattern, axis in compiled:
-            if pattern.search(name):
-                if model > 1 and -leaf.ndim <= axis < leaf.ndim and leaf.shape[axis] % model == 0:
-                    spec = [None] * leaf.ndim
+        for pattern, axis, *blocks in compiled:
+            if match := pattern.search(name):
+                if splits(name, leaf.shape, match, axis, blocks):
+                    spec = [None] * len(leaf.shape)
                     spec[axis] = MODEL_AXIS
                     return NamedSharding(mesh, PartitionSpec(*spec))
                 break
