@@ -151,6 +151,7 @@ def _events(run_dir: pathlib.Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow   # ~30 s; the per-patch step itself is tested in-process above
 def test_one_per_patch_step_through_the_cli(tmp_path, darcy_small):
     """One step (8 of 9 training samples), validated and tested on whole fields."""
     config = _config(tmp_path, darcy_small, "one", data={"n_train": 9, "n_val": 1},
