@@ -4,8 +4,8 @@
 
 - ``equivalence:NAME,MESH,...`` (``MESH`` = ``DATAxMODEL``): one real train step
   (:class:`~nopx.training.steps.Steps`) of registered model ``NAME`` on one device and on each
-  mesh; the relative differences of loss, parameters, update and Adam moments, and the worst
-  parameter's Adam moments;
+  mesh (in float64 for the models in ``FLOAT64``); the relative differences of loss,
+  parameters, update and Adam moments, and the worst parameter's Adam moments;
 - ``depthwise``: on a 2x4 mesh, the kernel gradient of scOT's depthwise convolution and of
   the grouped ``lax`` convolution it replaces, each as a multiple of one device's;
 - ``memory``: per-device parameter bytes of an FNO (1.19M parameters) for each ``model`` size;
