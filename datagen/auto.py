@@ -1,10 +1,13 @@
 """``auto``: probe candidate engines on the first systems of a sequence, keep the fastest.
 
-Each candidate solves ``probe`` systems of the sequence in turn (candidate 1 the first
-``probe`` systems, candidate 2 the next, ...); a candidate whose residual misses ``rtol``
-is out. The candidate with the least wall time on its last probe system (its steady
-state: analysis or setup done once per sequence is not held against it) solves the rest.
-The choice is reported in every later system's :attr:`SolveStats.engine` and logged.
+Each candidate solves ``1 + probe`` systems of the sequence in turn (candidate 1 the first
+ones, candidate 2 the next, ...). The first is a warm-up whose time is not compared: it
+carries what an engine does once per sequence (PARDISO's analysis, an AMG hierarchy, loading
+MKL), which timed alone would hand a one-system probe to whatever has no setup. A candidate
+whose residual misses ``rtol`` on any probe is out; the one with the least mean wall time
+over its timed probes solves the rest. The choice is kept for later sequences of the same
+matrix size in this process (a worker solving several chains probes once), reported in
+every later system's :attr:`SolveStats.engine` and logged.
 
 >>> from nopx.datagen.stencil import diffusion_matrix
 >>> systems = [(diffusion_matrix(np.ones((8, 8))), np.ones(64))] * 5
@@ -17,8 +20,9 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 
 import numpy as np
 
@@ -35,6 +39,13 @@ def _feed(queue: collections.deque) -> Iterator[System]:
         yield queue.popleft()
 
 
+def _drive(engine: Iterator, queue: collections.deque, stream: Iterator[System]) -> Iterator:
+    """``engine``'s results on the rest of ``stream`` (it reads its systems from ``queue``)."""
+    for system in stream:
+        queue.append(system)
+        yield next(engine)
+
+
 @dataclasses.dataclass(frozen=True)
 class AutoSolver:
     """Probe ``candidates`` (registered engine names, default options) and keep the fastest.
@@ -42,13 +53,16 @@ class AutoSolver:
     Args:
       candidates: engines to try, in order; those not registered or not loadable here
         (``pardiso`` without ``pypardiso`` or a working MKL) are skipped.
-      probe: systems per candidate.
+      probe: timed systems per candidate (after its warm-up system).
       rtol: the true relative residual to reach (a recipe passes ``solver.rtol``).
     """
 
     candidates: tuple[str, ...] = ("pardiso", "amg", "direct")
-    probe: int = 2
+    probe: int = 1
     rtol: float = 1e-8
+    # matrix shape -> chosen engine, for later sequences in this process (not part of equality)
+    _chosen: dict[tuple[int, ...], str] = dataclasses.field(default_factory=dict, init=False,
+                                                             repr=False, compare=False)
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.candidates if name == "auto"]
@@ -56,28 +70,49 @@ class AutoSolver:
             raise ValueError(f"candidates: need engines other than auto and probe >= 1, got {self.candidates}")
 
     def solve(self, systems: Iterable[System]) -> Iterator[tuple[np.ndarray, SolveStats]]:
+        stream = iter(systems)
+        first = next(stream, None)
+        if first is None:
+            return
+        stream = itertools.chain([first], stream)
+        shape = first[0].shape
+        if shape in self._chosen:
+            chosen = self._chosen[shape]
+            engine = self._build(chosen).solve(stream)
+        else:
+            probed = yield from self._probe(stream)
+            if probed is None:  # the sequence ended inside the probe
+                return
+            chosen, engine = probed
+            self._chosen[shape] = chosen
+        for x, stats in engine:
+            yield x, dataclasses.replace(stats, engine=chosen)
+
+    def _probe(self, stream: Iterator[System]) -> Generator[
+            tuple[np.ndarray, SolveStats], None, tuple[str, Iterator] | None]:
+        """Solve each candidate's warm-up and timed systems; return the winner and its engine
+        fed by the rest of ``stream`` (it keeps its analysis), or None if ``stream`` ran out."""
         built = {name: self._build(name) for name in self.candidates if name in available_solvers()}
         names = [name for name, engine in built.items() if engine is not None]
         queues = {name: collections.deque() for name in names}
         engines = {name: built[name].solve(_feed(queues[name])) for name in names}
-        last_seconds = {}
-        stream = iter(systems)
+        mean_seconds = {}
         for name in names:
-            for _ in range(self.probe):
+            seconds, missed = [], False
+            for n in range(1 + self.probe):
                 system = next(stream, None)
                 if system is None:
-                    return
+                    return None
                 queues[name].append(system)
                 x, stats = next(engines[name])
-                last_seconds[name] = stats.seconds if stats.residual <= self.rtol else np.inf
+                missed |= not stats.residual <= self.rtol
+                seconds += [stats.seconds] if n > 0 else []
                 yield x, dataclasses.replace(stats, engine=name)
-        chosen = min(names, key=lambda name: last_seconds[name])
-        log.info("auto: chose %s (probe seconds %s)", chosen,
-                 {name: round(seconds, 4) for name, seconds in last_seconds.items()})
-        for system in stream:
-            queues[chosen].append(system)
-            x, stats = next(engines[chosen])
-            yield x, dataclasses.replace(stats, engine=chosen)
+            mean_seconds[name] = np.inf if missed else float(np.mean(seconds))
+        chosen = min(names, key=lambda name: mean_seconds[name])
+        log.info("auto: chose %s (mean probe seconds %s)", chosen,
+                 {name: round(seconds, 4) for name, seconds in mean_seconds.items()})
+        return chosen, _drive(engines[chosen], queues[chosen], stream)
 
     def _build(self, name: str) -> Solver | None:
         """Candidate ``name`` with default options, or None if it cannot run here (MKL missing)."""
