@@ -45,14 +45,26 @@ def wait_for_quiet(max_wait_s: float, max_share: float, window_s: float = 2.0) -
             return share
 
 
-def run_children(argvs: list[list[str]], env: dict[str, str] | None = None
+def run_children(argvs: list[list[str]], env: dict[str, str] | None = None,
+                 timeout: float | None = None
                  ) -> tuple[list[subprocess.CompletedProcess], float | None, float]:
     """Run the ``argvs`` side by side to completion: the processes (stdout, stderr captured),
-    the foreign CPU share meanwhile, and the wall seconds until the last one ended."""
+    the foreign CPU share meanwhile, and the wall seconds until the last one ended.
+
+    Past ``timeout`` seconds all are killed; each then has return code -9 and a last stderr
+    line saying so."""
     busy0, own0, t0 = machine_busy_s(), _children_cpu_s(), time.perf_counter()
     running = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env={**os.environ, **(env or {})}) for argv in argvs]
-    outputs = [proc.communicate() for proc in running]
+    try:
+        outputs = [proc.communicate(timeout=None if timeout is None else
+                                    max(0.0, timeout - (time.perf_counter() - t0)))
+                   for proc in running]
+    except subprocess.TimeoutExpired:
+        for proc in running:
+            proc.kill()
+        outputs = [(out, f"{err}\nstopped at the {timeout:.0f} s time limit")
+                   for out, err in (proc.communicate() for proc in running)]
     busy1, own1, wall = machine_busy_s(), _children_cpu_s(), time.perf_counter() - t0
     share = None
     if busy0 is not None and busy1 is not None:

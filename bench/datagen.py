@@ -146,7 +146,7 @@ def measure(names: list[str], args: argparse.Namespace) -> list[dict]:
                     for argv in argvs:  # a run writes new files
                         Path(argv[argv.index("--out") + 1]).unlink(missing_ok=True)
                     wait_for_quiet(args.quiet_wait, args.max_other_cpu)
-                    procs, share, wall = run_children(argvs, env)
+                    procs, share, wall = run_children(argvs, env, args.timeout)
                     failed = [p for p in procs if p.returncode != 0]
                     if failed:
                         rows[label]["error"] = (failed[0].stderr.strip().splitlines() or ["?"])[-1]
@@ -200,6 +200,8 @@ def main() -> int:
                         help="small grids and few samples, no waiting, no file written")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--check", type=int, default=20, help="stored samples checked (accuracy)")
+    parser.add_argument("--timeout", type=float, default=900.0,
+                        help="seconds after which a run is stopped and reported as such")
     parser.add_argument("--max-other-cpu", type=float, default=0.05)
     parser.add_argument("--quiet-wait", type=float, default=120.0)
     parser.add_argument("--no-write", action="store_true")

@@ -12,7 +12,7 @@ perturbation plus iterative refinement keeps the reused analysis exact in practi
 runner checks every true residual regardless.
 
 Needs ``pypardiso`` (it brings the ``mkl`` wheel; no system library). The binding is this
-module's own ``ctypes`` call of ``pardiso``; only the library handle comes from pypardiso.
+module's own ``ctypes`` call of ``pardiso`` on the wheel's ``libmkl_rt``.
 
 >>> from nopx.datagen.stencil import diffusion_matrix
 >>> A = diffusion_matrix(np.ones((8, 8)))
@@ -26,7 +26,9 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import functools
+import importlib.metadata
 import importlib.util
+import os
 import time
 from collections.abc import Iterable, Iterator
 from typing import Literal
@@ -51,11 +53,31 @@ def pardiso_available() -> bool:
     return True
 
 
+def _mkl_rt_path() -> str | None:
+    """``libmkl_rt`` as the ``mkl`` wheel installed it (``PYPARDISO_MKL_RT`` first), or None.
+
+    pypardiso's own lookup walks the whole of ``sys.prefix`` with a recursive glob: 1.7 s per
+    process here, paid again by every datagen worker; the wheel's file list answers in ms.
+    """
+    if path := os.environ.get("PYPARDISO_MKL_RT"):
+        return path
+    try:
+        files = importlib.metadata.files("mkl") or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    found = sorted(str(f.locate()) for f in files if f.name.startswith("libmkl_rt"))
+    return found[0] if found else None
+
+
 @functools.cache
 def _library() -> ctypes.CDLL:
-    import pypardiso  # brings the MKL runtime
+    path = _mkl_rt_path()
+    if path is not None:
+        library = ctypes.CDLL(path)
+    else:
+        import pypardiso  # its own search for the MKL runtime
 
-    library = pypardiso.PyPardisoSolver().libmkl
+        library = pypardiso.PyPardisoSolver().libmkl
     pointer = ctypes.POINTER
     library.pardiso.argtypes = [
         pointer(ctypes.c_int64), pointer(ctypes.c_int32), pointer(ctypes.c_int32), pointer(ctypes.c_int32),
@@ -127,6 +149,9 @@ class PardisoSolver:
     matrix_type: Literal["auto", "spd", "symmetric", "general"] = "auto"
     threads: int = 1
     reuse_analysis: bool = True
+    # matrix shape -> LDLᵀ, once Cholesky failed on a sequence of that shape in this process
+    _indefinite: set[tuple[int, ...]] = dataclasses.field(default_factory=set, init=False,
+                                                          repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.matrix_type not in ("auto", "spd", "symmetric", "general"):
@@ -141,6 +166,8 @@ class PardisoSolver:
 
     def _mtype(self, matrix) -> int:
         if self.matrix_type == "auto":
+            if matrix.shape in self._indefinite:
+                return _SYMMETRIC_INDEFINITE
             return _SPD if _is_symmetric(matrix) else _GENERAL
         return {"spd": _SPD, "symmetric": _SYMMETRIC_INDEFINITE, "general": _GENERAL}[self.matrix_type]
 
@@ -176,7 +203,8 @@ class PardisoSolver:
         handle.pattern = pattern
         handle.arrays = arrays
         if error == _NOT_POSITIVE_DEFINITE and handle.mtype == _SPD and self.matrix_type == "auto":
-            # Symmetric but indefinite (Helmholtz): LDLᵀ from now on for this sequence.
+            # Symmetric but indefinite (Helmholtz): LDLᵀ from now on, for later sequences too.
+            self._indefinite.add(matrix.shape)
             handle.release()
             handle = _Handle(_SYMMETRIC_INDEFINITE)
             return self._factor_and_solve(handle, matrix, rhs)

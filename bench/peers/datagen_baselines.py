@@ -27,6 +27,8 @@ process starts. Run by ``bench/datagen.py``; by hand::
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import os
 import time
 
 import h5py
@@ -40,6 +42,12 @@ from nopx.datagen.family import stored_shapes
 
 class Pardiso:
     def __init__(self, indefinite: bool) -> None:
+        # pypardiso searches all of sys.prefix for MKL (1.7 s per process here) unless told
+        # where the mkl wheel put it, as an expert would tell it.
+        if "PYPARDISO_MKL_RT" not in os.environ:
+            found = [f for f in importlib.metadata.files("mkl") or [] if f.name.startswith("libmkl_rt")]
+            if found:
+                os.environ["PYPARDISO_MKL_RT"] = str(found[0].locate())
         import pypardiso
 
         self.solver = pypardiso.PyPardisoSolver(mtype=-2 if indefinite else 2)
