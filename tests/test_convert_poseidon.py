@@ -36,6 +36,7 @@ def _assert_close(pred, reference: dict[str, np.ndarray]) -> None:
                                atol=1e-4 * np.abs(target).max())
 
 
+@pytest.mark.slow  # one scOT compile through the CLI (61 s); the mapping is checked in-process below
 def test_converted_run_reproduces_poseidon(tmp_path, reference):
     from nopx.training.evaluate import load_run
     from nopx.training.time_eval import predict_at, run_predictor
@@ -54,6 +55,13 @@ def test_converted_run_reproduces_poseidon(tmp_path, reference):
     at = predict_at(predict, jnp.asarray(reference["x"]), [float(reference["t"][0]), 0.5])
     assert at.shape == (2, 2, *reference["y"].shape[1:]) and np.isfinite(np.asarray(at)).all()
     _assert_close(at[:1, 0], {"y": reference["y"][:1]})
+
+
+def test_conditioned_checkpoint_reproduces_poseidon(reference):
+    # In-process, without the CLI's run directory and jit (the slow test above has both).
+    kwargs, model = load_poseidon(FIXTURE)
+    assert kwargs["time_conditioning"] is True
+    _assert_close(model(jnp.asarray(reference["x"]), jnp.asarray(reference["t"])), reference)
 
 
 def test_unconditioned_checkpoint_maps_plain_layer_norms():

@@ -167,6 +167,7 @@ def test_rerun_without_resume_is_refused(tmp_path, darcy_small):
     assert result.returncode == 2 and "test set" in result.stderr and "val/rel_l2" in result.stderr
 
 
+@pytest.mark.slow  # two CLI runs (74 s); tests/test_parallel.py checks every model's step in-process
 def test_eight_device_mesh_matches_one_device(tmp_path, darcy_small):
     """Data parallelism over 8 CPU devices gives the single-device training result."""
     results = {}
