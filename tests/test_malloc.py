@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -49,3 +50,33 @@ def test_other_c_libraries_are_left_alone(monkeypatch):
 def test_opt_out(monkeypatch):
     monkeypatch.setenv(malloc.OPT_OUT, "default")
     assert malloc.tune_malloc() is False
+
+
+# Run a jitted function whose XLA temporaries take about 48 MiB, ten times, and report the
+# heap's allocated bytes right after the last call returned (mallinfo2), in MiB.
+HELD = """
+import ctypes, nopx.layers, jax, jax.numpy as jnp
+from jax._src import xla_bridge
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = Info
+f = jax.jit(lambda x: (jnp.sin(x) @ jnp.cos(x).T + jnp.exp(x)).sum())
+x = jnp.ones((2048, 2048))
+f(x).block_until_ready()
+before = libc.mallinfo2().uordblks
+for _ in range(10):
+    f(x).block_until_ready()
+print(xla_bridge._CPU_ENABLE_ASYNC_DISPATCH.value, (libc.mallinfo2().uordblks - before) / 2**20)
+"""
+
+
+@glibc_only
+def test_cpu_dispatch_is_synchronous_so_each_step_hands_its_scratch_back():
+    out = subprocess.run([sys.executable, "-c", HELD], capture_output=True, text=True, check=True)
+    asynchronous, held_mib = out.stdout.split()
+    assert asynchronous == "False"
+    assert float(held_mib) < 8, "a step's temporaries were still allocated when the call returned"
+    opted_out = subprocess.run([sys.executable, "-c", HELD], capture_output=True, text=True,
+                               check=True, env={**os.environ, malloc.OPT_OUT: "default"})
+    assert opted_out.stdout.split()[0] == "True"

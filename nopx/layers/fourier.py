@@ -127,7 +127,7 @@ def _bins(m: int, last: bool) -> np.ndarray:
 
 @functools.lru_cache(maxsize=256)
 def _forward_matrix(n: int, m: int, last: bool, norm: Norm, real_input: bool) -> np.ndarray:
-    """Truncated forward DFT of one axis in real arithmetic, float64, shaped ``(2·kept, J)``.
+    r"""Truncated forward DFT of one axis in real arithmetic, float64, shaped ``(2·kept, J)``.
 
     Rows are ``(bin, re/im)`` pairs. Columns: the ``n`` points of a real input, or the
     ``(re/im, point)`` pairs (``2n``) of a complex one, :math:`(A + iB)(\cos θ - i\sin θ)
@@ -144,7 +144,7 @@ def _forward_matrix(n: int, m: int, last: bool, norm: Norm, real_input: bool) ->
 
 @functools.lru_cache(maxsize=256)
 def _inverse_matrix(n: int, m: int, last: bool, norm: Norm, real_output: bool) -> np.ndarray:
-    """Truncated inverse DFT of one axis in real arithmetic, float64, shaped ``(Z, 2·kept)``.
+    r"""Truncated inverse DFT of one axis in real arithmetic, float64, shaped ``(Z, 2·kept)``.
 
     Columns are ``(bin, re/im)`` pairs; rows the ``n`` output points (``real_output``: the
     real part only) or ``(re/im, point)`` pairs (``2n``), :math:`(A + iB)(\cos θ + i\sin θ)

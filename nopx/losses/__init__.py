@@ -10,6 +10,10 @@ quantity is per channel; see each function).
 Training losses are found by name (``loss: {name: ...}``) through :func:`register_loss`.
 """
 
+from nopx._malloc import sync_cpu_dispatch
+
+sync_cpu_dispatch()  # before JAX's CPU backend starts (nopx/_malloc.py)
+
 from nopx.losses.h1 import h1
 from nopx.losses.lp import relative_lp
 from nopx.losses.registry import available_losses, build_loss, get_loss, register_loss
