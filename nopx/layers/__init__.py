@@ -4,7 +4,7 @@ Every layer takes channels-last arrays ``(B, *spatial, C)`` — measured faster 
 channels-first inside an FNO on XLA:CPU, where the 1×1 convolutions dominate — so a model
 needs no transposes at all.
 
-* :mod:`~nopx.layers.fourier`: truncated real FFTs (axis by axis, FFT or DFT matmul);
+* :mod:`~nopx.layers.fourier`: truncated real FFTs (FFTs axis by axis, or DFT matrix products);
 * :class:`SpectralConv`: the n-d spectral convolution, its weight dense or factorized;
 * :class:`FactorizedTensor` (:mod:`~nopx.layers.factorized`): CP, Tucker and TT complex
   tensors for factorized spectral weights, per layer or shared by a stack;
