@@ -38,7 +38,7 @@ import scipy.sparse as sp
 
 from nopx.datagen.solvers import SolveStats, System, register_solver, same_matrix
 
-__all__ = ["PardisoSolver", "pardiso_available"]
+__all__ = ["PardisoSolver", "mkl_runtime_path", "pardiso_available"]
 
 _SPD, _SYMMETRIC_INDEFINITE, _GENERAL = 2, -2, 11
 _NOT_POSITIVE_DEFINITE = -4
@@ -53,7 +53,7 @@ def pardiso_available() -> bool:
     return True
 
 
-def _mkl_rt_path() -> str | None:
+def mkl_runtime_path() -> str | None:
     """``libmkl_rt`` as the ``mkl`` wheel installed it (``PYPARDISO_MKL_RT`` first), or None.
 
     pypardiso's own lookup walks the whole of ``sys.prefix`` with a recursive glob: 1.7 s per
@@ -71,7 +71,7 @@ def _mkl_rt_path() -> str | None:
 
 @functools.cache
 def _library() -> ctypes.CDLL:
-    path = _mkl_rt_path()
+    path = mkl_runtime_path()
     if path is not None:
         library = ctypes.CDLL(path)
     else:

@@ -27,7 +27,6 @@ process starts. Run by ``bench/datagen.py``; by hand::
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import os
 import time
 
@@ -38,16 +37,15 @@ import scipy.sparse.linalg as spla
 
 from nopx.datagen import load_recipe
 from nopx.datagen.family import stored_shapes
+from nopx.datagen.pardiso import mkl_runtime_path
 
 
 class Pardiso:
     def __init__(self, indefinite: bool) -> None:
         # pypardiso searches all of sys.prefix for MKL (1.7 s per process here) unless told
         # where the mkl wheel put it, as an expert would tell it.
-        if "PYPARDISO_MKL_RT" not in os.environ:
-            found = [f for f in importlib.metadata.files("mkl") or [] if f.name.startswith("libmkl_rt")]
-            if found:
-                os.environ["PYPARDISO_MKL_RT"] = str(found[0].locate())
+        if path := mkl_runtime_path():
+            os.environ.setdefault("PYPARDISO_MKL_RT", path)
         import pypardiso
 
         self.solver = pypardiso.PyPardisoSolver(mtype=-2 if indefinite else 2)
