@@ -63,9 +63,7 @@ class Workload:
 
 WORKLOADS = {
     "pwc": Workload("experiments/datagen/darcy_pwc.yaml", ("grid.n=256", "samples=100"),
-                    ("grid.n=64", "samples=24"),
-                    ("solver.method=amg", "solver.chain=32", "solver.sort=true"),
-                    ("pardiso", "splu", "amg")),
+                    ("grid.n=64", "samples=24"), (), ("pardiso", "splu", "amg")),
     "smooth": Workload("experiments/datagen/darcy_smooth.yaml", ("grid.n=256", "samples=100"),
                        ("grid.n=64", "samples=24"), (), ("pardiso", "splu", "amg")),
     "helmholtz": Workload("experiments/datagen/helmholtz.yaml", ("grid.n=256", "samples=100"),

@@ -12,7 +12,7 @@ Entry points: :func:`load_recipe` → :func:`generate` → :func:`open_dataset` 
 Importing this package does not import JAX.
 """
 
-from nopx.datagen import amg, auto, gcrodr, krylov, pardiso, sor  # noqa: F401  (register their engines)
+from nopx.datagen import amg, auto, gcrodr, gmg, krylov, pardiso, sor  # noqa: F401  (register their engines)
 from nopx.datagen.advection_diffusion import AdvectionDiffusion2D, AdvectionDiffusionConfig
 from nopx.datagen.burgers import Burgers1D, BurgersConfig
 from nopx.datagen.chain import SampleResult, solve_chain

@@ -96,7 +96,7 @@ class AutoSolver:
         names = [name for name, engine in built.items() if engine is not None]
         queues = {name: collections.deque() for name in names}
         engines = {name: built[name].solve(_feed(queues[name])) for name in names}
-        mean_seconds = {}
+        mean_seconds, refused = {}, {}
         for name in names:
             seconds, missed = [], False
             for n in range(1 + self.probe):
@@ -104,15 +104,29 @@ class AutoSolver:
                 if system is None:
                     return None
                 queues[name].append(system)
-                x, stats = next(engines[name])
+                try:
+                    x, stats = next(engines[name])
+                except ValueError as err:  # not this engine's kind of matrix (gmg: no grid stencil)
+                    log.info("auto: %s does not apply (%s)", name, err)
+                    stream, refused[name] = itertools.chain([system], stream), err
+                    break
                 missed |= not stats.residual <= self.rtol
                 seconds += [stats.seconds] if n > 0 else []
                 yield x, dataclasses.replace(stats, engine=name)
-            mean_seconds[name] = np.inf if missed else float(np.mean(seconds))
-        chosen = min(names, key=lambda name: mean_seconds[name])
+            if name not in refused:
+                mean_seconds[name] = np.inf if missed else float(np.mean(seconds))
+        if not mean_seconds:
+            raise ValueError(f"auto: no candidate applies to this matrix: {refused}")
+        chosen = min(mean_seconds, key=lambda name: mean_seconds[name])
         log.info("auto: chose %s (mean probe seconds %s)", chosen,
                  {name: round(seconds, 4) for name, seconds in mean_seconds.items()})
         return chosen, _drive(engines[chosen], queues[chosen], stream)
+
+    def warm_up(self) -> None:
+        """Let every candidate that compiles kernels load them (see :func:`~nopx.datagen.runner.generate`)."""
+        for name in self.candidates:
+            if name in available_solvers() and hasattr(engine := self._build(name), "warm_up"):
+                engine.warm_up()
 
     def _build(self, name: str) -> Solver | None:
         """Candidate ``name`` with default options, or None if it cannot run here (MKL missing)."""

@@ -461,12 +461,16 @@ class DatasetWriter:
             columns["checksum"] = np.array([[_checksum(stored[name][row]) for name in self.fields]
                                             for row in range(len(indices))], dtype=np.uint32)
         meta = self._file["meta"]
+        runs = _runs(indices)
+        # The small meta columns in one point selection each (h5py's is slow on large blocks).
+        ordered = np.concatenate([rows for *_, rows in runs])
+        selection = slice(runs[0][0], runs[0][1]) if len(runs) == 1 else indices[ordered].tolist()
         try:
-            for start, stop, rows in _runs(indices):
+            for start, stop, rows in runs:
                 for name, block in stored.items():
                     self._file[name][start:stop] = block[rows]
-                for name, column in columns.items():
-                    meta[name][start:stop] = column[rows]
+            for name, column in columns.items():
+                meta[name][selection] = column[ordered]
             fault_point("write")
             self._file.flush()
             fault_point("flush")

@@ -102,8 +102,7 @@ class Helmholtz2D:
 
     def assemble(self, a: np.ndarray, k2: float) -> tuple[sp.csc_matrix, np.ndarray]:
         """The system for coefficient ``a`` ``(n, n)`` and ``k²``: ``A`` ``(n², n²)``, ``b`` ``(n²,)``."""
-        matrix = diffusion_matrix(a, self.grid.length) - k2 * sp.identity(a.size, format="csc")
-        return sp.csc_matrix(matrix), np.full(a.size, self.config.source)
+        return diffusion_matrix(a, self.grid.length, shift=k2), np.full(a.size, self.config.source)
 
     def problem(self, index: int) -> Problem:
         params = self.parameters(index)

@@ -20,12 +20,16 @@ its own file (for cluster schedulers); :func:`merge` joins the parts.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
 import dataclasses
 import multiprocessing
 import os
 import pathlib
+import queue
+import sys
+import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any
 
@@ -194,26 +198,69 @@ def _lookup(mapping: dict[str, Any], key: str) -> Any:
 
 def _results(tasks: list[tuple[Recipe, int, list[int], frozenset[int]]],
              workers: int) -> Generator[_Chunk, None, None]:
-    if workers == 1:
-        with blas_threads(1):  # the env below only reaches libraries not loaded yet
+    """The solved chains, as they finish: this process solves chains too, beside ``workers - 1`` others."""
+    with blas_threads(1):  # the env below only reaches libraries not loaded yet
+        if workers == 1:
             yield from map(_solve_chunk, tasks)
-        return
-    # spawn: never fork a process that may hold JAX/BLAS threads or an open HDF5 file.
-    # Workers already share the cores: one BLAS/MKL thread each (threads spin-waiting on a
-    # busy core slow dense Krylov kernels several-fold), unless the caller chose otherwise.
-    # A pool of futures, not multiprocessing.Pool: a worker that dies (killed, out of memory)
-    # breaks it with an error instead of hanging the run.
-    context = multiprocessing.get_context("spawn")
-    with _single_threaded_children(), concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        futures = [pool.submit(_solve_chunk, task) for task in tasks]
-        try:
-            for future in concurrent.futures.as_completed(futures):
-                yield future.result()
-        except concurrent.futures.process.BrokenProcessPool:
-            raise UserError(f"a solver worker process died (killed by a signal or out of memory; if "
-                            f"memory is short, use fewer --workers than {workers})") from None
-        finally:
-            pool.shutdown(cancel_futures=True)
+            return
+        # Workers already share the cores: one BLAS/MKL thread each (threads spin-waiting on a
+        # busy core slow dense Krylov kernels several-fold), unless the caller chose otherwise.
+        # A pool of futures, not multiprocessing.Pool: a worker that dies (killed, out of memory)
+        # breaks it with an error instead of hanging the run. This process takes the next chain
+        # whenever it is free, so it starts solving while the pool's processes still start.
+        method = _start_method()
+        if method == "fork":  # the workers inherit the built engine with its compiled kernels
+            _warm_up(tasks[0][0])
+        context = multiprocessing.get_context(method)
+        todo, lock, finished = collections.deque(tasks), threading.Lock(), queue.SimpleQueue()
+
+        def next_task() -> tuple[Recipe, int, list[int], frozenset[int]] | None:
+            with lock:
+                return todo.popleft() if todo else None
+
+        with _single_threaded_children(), concurrent.futures.ProcessPoolExecutor(workers - 1, mp_context=context) as pool:
+
+            def submit(_: object = None) -> None:  # one chain running and one queued per pool process
+                if (task := next_task()) is not None:
+                    with contextlib.suppress(RuntimeError):  # the pool shut down (an error stopped the run)
+                        future = pool.submit(_solve_chunk, task)
+                        future.add_done_callback(finished.put)
+                        future.add_done_callback(submit)
+
+            for _ in range(2 * (workers - 1)):
+                submit()
+            try:
+                for _ in tasks:
+                    if finished.empty() and (task := next_task()) is not None:
+                        yield _solve_chunk(task)
+                    else:
+                        yield finished.get().result()
+            except concurrent.futures.process.BrokenProcessPool:
+                raise UserError(f"a solver worker process died (killed by a signal or out of memory; if "
+                                f"memory is short, use fewer --workers than {workers})") from None
+            finally:
+                with lock:
+                    todo.clear()
+                pool.shutdown(cancel_futures=True)
+
+
+def _start_method() -> str:
+    """How solver processes start: ``fork`` on Linux while JAX is not loaded, else ``spawn``.
+
+    A forked worker starts at once with this process's imports and built engine (a spawned
+    one spends about a second importing and loading compiled kernels, as long as its first
+    chain takes). Never fork a process holding JAX's threads; on macOS fork is unsafe. The
+    open HDF5 file is never touched by a worker, and a forked worker leaves by ``os._exit``,
+    which runs no finalisers on it.
+    """
+    return "fork" if sys.platform == "linux" and "jax" not in sys.modules else "spawn"
+
+
+def _warm_up(recipe: Recipe) -> None:
+    """Build the recipe's engine here and let it load what it compiles, for forked workers to inherit."""
+    _, solver = _built(recipe)
+    if hasattr(solver, "warm_up"):
+        solver.warm_up()
 
 
 def usable_cores() -> int:
@@ -259,8 +306,9 @@ def generate(
       out: the HDF5 file to write.
       resume: complete an existing, incomplete file made by the same recipe; without it an
         existing file is an error.
-      workers: solver processes (started with ``spawn``: a script calling this needs the
-        ``if __name__ == "__main__":`` guard); the calling process writes. ``None``:
+      workers: solver processes, this one included: it writes, and solves a chain whenever
+        it is free (the others are forked where safe, else started with ``spawn``: a script
+        calling this needs the ``if __name__ == "__main__":`` guard). ``None``:
         :func:`default_workers`. Every solver process, this one included, runs its BLAS on
         one thread (:mod:`~nopx.datagen.blas_threads`).
       shard: ``(i, count)``: write only the ``i``-th of ``count`` contiguous blocks.

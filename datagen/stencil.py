@@ -21,6 +21,7 @@ array([[ 6., -1., -1.,  0.],
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -36,21 +37,45 @@ def _along(axis: int, ndim: int, index: slice | int) -> tuple[slice | int, ...]:
     return tuple(index if d == axis else slice(None) for d in range(ndim))
 
 
-def diffusion_matrix(a: np.ndarray, length: float = 1.0) -> sp.csc_matrix:
-    """Assemble ``-∇·(a ∇·)`` with zero Dirichlet data on ``[0, length)^d`` as a sparse SPD matrix.
+@functools.lru_cache(maxsize=8)
+def _stencil_pattern(n: int, ndim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The CSC structure of the ``(2d + 1)``-point stencil on ``n^d`` cells: ``(present, indices, indptr)``.
+
+    ``present`` lists, in a row-major ``(n^d, 2d + 1)`` table of the offsets
+    ``-s_0 < … < -1 < 0 < 1 < … < s_0`` (``s_a = n^(d-1-a)``, ascending), the positions
+    that have a neighbour; a symmetric matrix's columns are its rows, so ``indices`` lists
+    ``p + offset`` of those entries row by row.
+    """
+    strides = [n ** (ndim - 1 - axis) for axis in range(ndim)]
+    offsets = np.array([-s for s in strides] + [0] + strides[::-1])
+    cells = np.indices((n,) * ndim).reshape(ndim, -1)
+    present = np.ones((n**ndim, len(offsets)), dtype=bool)
+    for axis in range(ndim):
+        present[:, axis] = cells[axis] > 0
+        present[:, -1 - axis] = cells[axis] < n - 1
+    indices = (np.arange(n**ndim)[:, None] + offsets)[present].astype(np.int32)
+    indptr = np.concatenate([[0], np.cumsum(present.sum(axis=1))]).astype(np.int32)
+    return np.flatnonzero(present), indices, indptr
+
+
+def diffusion_matrix(a: np.ndarray, length: float = 1.0, shift: float = 0.0) -> sp.csc_matrix:
+    """Assemble ``-∇·(a ∇·) - shift`` with zero Dirichlet data on ``[0, length)^d`` as a sparse matrix.
 
     Args:
       a: the coefficient at the cell centres, shape ``(n,) * d``, positive.
       length: the side of the cubic domain.
+      shift: subtracted from the diagonal (``k²`` of Helmholtz); ``0`` gives an SPD matrix.
 
     Returns:
       CSC float64 matrix of shape ``(n^d, n^d)``, already divided by ``h²``: the 5-point
-      stencil in 2-D, the 7-point stencil in 3-D.
+      stencil in 2-D, the 7-point stencil in 3-D. The structure is cached per grid, so
+      assembly costs a few passes over the values.
     """
     a = np.asarray(a, dtype=np.float64)
     n, ndim = a.shape[0], a.ndim
+    present, indices, indptr = _stencil_pattern(n, ndim)
+    values = np.zeros((a.size, 2 * ndim + 1))
     diagonal = np.zeros_like(a)
-    bands, offsets = [], []
     for axis in range(ndim):
         lower, upper = a[_along(axis, ndim, slice(None, -1))], a[_along(axis, ndim, slice(1, None))]
         interior = 0.5 * (lower + upper)  # face between cells i and i + 1 along axis
@@ -59,15 +84,15 @@ def diffusion_matrix(a: np.ndarray, length: float = 1.0) -> sp.csc_matrix:
         # Boundary faces at distance h/2 use the boundary cell's own coefficient (factor 2).
         for side in (0, -1):
             diagonal[_along(axis, ndim, side)] += 2 * a[_along(axis, ndim, side)]
-        # Coupling p -> p + stride is zero where the cell is last along this axis.
-        stride = n ** (ndim - 1 - axis)
-        band = np.zeros_like(a)
-        band[_along(axis, ndim, slice(None, -1))] = interior
-        band = band.ravel()[:-stride]
-        bands += [-band, -band]
-        offsets += [stride, -stride]
-    matrix = sp.diags([diagonal.ravel(), *bands], [0, *offsets], shape=(a.size, a.size), format="csc")
-    return matrix * (n / length) ** 2
+        face = np.zeros_like(a)
+        face[_along(axis, ndim, slice(None, -1))] = -interior
+        values[:, -1 - axis] = face.ravel()  # coupling to cell i + 1
+        values[:, axis] = np.roll(face, 1, axis=axis).ravel()  # to cell i - 1 (wrapped entries absent)
+    scale = (n / length) ** 2
+    values[:, ndim] = diagonal.ravel()
+    values *= scale
+    values[:, ndim] -= shift
+    return sp.csc_matrix((values.ravel()[present], indices, indptr), shape=(a.size, a.size))
 
 
 def dirichlet_lift(a: np.ndarray, g: Callable[..., np.ndarray], length: float = 1.0) -> np.ndarray:

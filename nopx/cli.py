@@ -7,6 +7,7 @@ that ``nopx --help`` answers at once.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -314,6 +315,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nopx {args.command}: interrupted; rerun with --resume to continue where it "
               "stopped", file=sys.stderr)
         return INTERRUPTED
+    # The work is done and its files are closed: spare the interpreter's exit a last garbage
+    # collection over every object numba, scipy or JAX made (0.3 s of a datagen run).
+    gc.freeze()
     return 0
 
 

@@ -311,3 +311,11 @@ def test_info_shows_equal_hashes_for_equal_datasets_only(tmp_path):
     assert [name for name, _ in hashes] == ["a", "u", "params"] and hashes == _hash_lines(merged)
     other = _hash_lines(generate(_recipe(tmp_path, samples=7, seed=6), tmp_path / "other.h5"))
     assert all(x != y for x, y in zip(hashes, other, strict=True))
+
+
+def test_a_compiled_engine_writes_the_same_file_from_every_process(tmp_path):
+    """gmg: the workers start after this process loaded its kernels, and this process solves chains too."""
+    recipe = _recipe(tmp_path, samples=10, grid__n=32, solver__method="gmg", solver__chain=3)
+    one = _arrays(generate(recipe, tmp_path / "one.h5"))
+    _assert_same(one, _arrays(generate(recipe, tmp_path / "two.h5", workers=2)))
+    assert (one["iterations"] > 0).all()

@@ -29,6 +29,7 @@ ENGINES = [  # (method, options, which systems it is for)
     ("gcrodr", {"m": 30, "k": 10, "preconditioner": "jacobi"}, [SPD, NONSYMMETRIC]),
     ("gcrodr", {"m": 30, "k": 10, "preconditioner": "ilu"}, [INDEFINITE]),
     ("amg", {}, [SPD]),
+    ("gmg", {}, [SPD, INDEFINITE]),
     ("sor", {"max_sweeps": 20000}, [SPD]),
     ("auto", {"candidates": ("amg", "direct"), "probe": 1}, [SPD]),
     ("pardiso", {}, [SPD, INDEFINITE, NONSYMMETRIC]),
