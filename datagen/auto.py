@@ -19,6 +19,7 @@ every later system's :attr:`SolveStats.engine` and logged.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import itertools
 import logging
@@ -122,11 +123,12 @@ class AutoSolver:
                  {name: round(seconds, 4) for name, seconds in mean_seconds.items()})
         return chosen, _drive(engines[chosen], queues[chosen], stream)
 
-    def warm_up(self) -> None:
+    def warm_up(self, system: System | None = None) -> None:
         """Let every candidate that compiles kernels load them (see :func:`~nopx.datagen.runner.generate`)."""
         for name in self.candidates:
             if name in available_solvers() and hasattr(engine := self._build(name), "warm_up"):
-                engine.warm_up()
+                with contextlib.suppress(ValueError):  # a candidate that does not apply to ``system``
+                    engine.warm_up(system)
 
     def _build(self, name: str) -> Solver | None:
         """Candidate ``name`` with default options, or None if it cannot run here (MKL missing)."""

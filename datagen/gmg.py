@@ -222,20 +222,24 @@ class StencilHierarchy:
         self.buffers = Buffers() if buffers is None else buffers
 
     def vcycle(self, b: np.ndarray) -> np.ndarray:
-        """One V-cycle for ``A x = b`` from ``x = 0``: ``b`` float64, flat or grid-shaped → ``x`` float64, same shape.
+        """One V-cycle for ``A x = b`` from ``x = 0``: ``b`` float64, flat or grid-shaped → ``x`` float64, same shape."""
+        if len(self.levels) == 1:  # a grid too small to coarsen: the sparse LU is the whole cycle
+            return self.coarse.solve(b.ravel()).reshape(b.shape)
+        return self._padded_vcycle(b)[1:-1, 1:-1, 1:-1].astype(np.float64).reshape(b.shape)
+
+    def _padded_vcycle(self, b: np.ndarray) -> np.ndarray:
+        """The V-cycle's result in its padded working array (the cycle's precision; valid until the next cycle).
 
         Two compiled calls (down to the coarsest level, and back up) around the coarsest
         level's sparse LU solve.
         """
-        if len(self.levels) == 1:  # a grid too small to coarsen: the sparse LU is the whole cycle
-            return self.coarse.solve(b.ravel()).reshape(b.shape)
         kernels, us, fs = _kernels(), *self._cycle_arrays
         fs[0][:] = b.reshape(fs[0].shape)
         kernels.descend(us, fs, *self._cycle_operators)
         coarse = fs[-1]
         us[-1][1:-1, 1:-1, 1:-1] = self.coarse.solve(coarse.ravel().astype(np.float64)).reshape(coarse.shape)
         kernels.ascend(us, fs, *self._cycle_operators[2:])
-        return us[0][1:-1, 1:-1, 1:-1].astype(np.float64).reshape(b.shape)
+        return us[0]
 
     @functools.cached_property
     def _cycle_arrays(self) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
@@ -286,18 +290,23 @@ class StencilHierarchy:
                 r, matvecs = b - q, matvecs + 1
             if np.vdot(r, r) <= target or iterations >= maxiter:
                 return x[1:-1, 1:-1, 1:-1].ravel(), iterations, matvecs
-            z = self.vcycle(r)
-            rz = np.vdot(r, z)
-            kernels.direction(p, z, 0.0)
+            rz = self._direction(p, r, 0.0)
             while iterations < maxiter:
                 alpha = rz / kernels.apply(p, q, *operator)
                 matvecs += 1
                 iterations += 1
                 if kernels.step(x, r, p, q, alpha) <= target:
                     break
-                z = self.vcycle(r)
-                rz, previous = np.vdot(r, z), rz
-                kernels.direction(p, z, rz / previous)
+                rz = self._direction(p, r, rz)
+
+    def _direction(self, p: np.ndarray, r: np.ndarray, previous: float) -> float:
+        """CG's next search direction into ``p`` from the preconditioned ``r``: returns the new ``r·z``."""
+        if len(self.levels) == 1:
+            z = self.vcycle(r)
+            rz = float(np.vdot(r, z))
+            _kernels().direction(p, z, rz / previous if previous else 0.0)
+            return rz
+        return _kernels().direction_from(p, self._padded_vcycle(r), r, previous)
 
 
 def gmres(matrix, b: np.ndarray, precondition, *, rtol: float, restart: int = 20, maxiter: int = 400,
@@ -386,11 +395,15 @@ class GMGSolver:
         if self.max_coarse < 1 or self.restart < 1 or self.maxiter < 1:
             raise ValueError("max_coarse, restart and maxiter: need at least 1")
 
-    def warm_up(self) -> None:
-        """Load the compiled kernels (about 0.3 s the first time in a process) by solving a small system."""
+    def warm_up(self, system: System | None = None) -> None:
+        """Load the compiled kernels (about 0.3 s the first time in a process) by solving ``system``.
+
+        The kernels are compiled per number of grid levels: a system of the sequence to come
+        (default: a 64² Poisson problem) loads the ones it will use.
+        """
         from nopx.datagen.stencil import diffusion_matrix
 
-        for _ in self.solve([(diffusion_matrix(np.ones((64, 64))), np.ones(4096))]):
+        for _ in self.solve([system or (diffusion_matrix(np.ones((64, 64))), np.ones(4096))]):
             pass
 
     def solve(self, systems: Iterable[System]) -> Iterator[tuple[np.ndarray, SolveStats]]:

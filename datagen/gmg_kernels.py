@@ -343,3 +343,25 @@ def direction(p, z, beta):
         for j in range(ny):
             for k in range(nz):
                 p[i + 1, j + 1, k + 1] = z[i, j, k] + beta * p[i + 1, j + 1, k + 1]
+
+
+@jit
+def direction_from(p, z, r, previous):
+    """CG's ``rz = r·z`` and new direction ``p = z + (rz / previous) p`` (``0`` for ``previous = 0``), ``z`` padded too.
+
+    ``z`` is the preconditioner's padded result, in its precision; returns ``rz``.
+    """
+    nx, ny, nz = r.shape
+    rz = 0.0
+    for i in range(nx):
+        for j in range(ny):
+            row = 0.0
+            for k in range(nz):
+                row += r[i, j, k] * z[i + 1, j + 1, k + 1]
+            rz += row
+    beta = rz / previous if previous != 0.0 else 0.0
+    for i in range(nx):
+        for j in range(ny):
+            for k in range(nz):
+                p[i + 1, j + 1, k + 1] = z[i + 1, j + 1, k + 1] + beta * p[i + 1, j + 1, k + 1]
+    return rz

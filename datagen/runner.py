@@ -40,7 +40,7 @@ from nopx.datagen.blas_threads import blas_threads
 from nopx.datagen.chain import solve_chain
 from nopx.datagen.dataset import DatasetReader, DatasetWriter, open_dataset
 from nopx.datagen.faults import fault_point
-from nopx.datagen.family import BatchFamily, Family, family_attrs, sample_features, stored_shapes
+from nopx.datagen.family import BatchFamily, Family, Problem, family_attrs, sample_features, stored_shapes
 from nopx.datagen.recipe import Recipe, differing_keys, recipe_from_mapping
 from nopx.datagen.solvers import Solver
 from nopx.datagen.sorting import plan_chains
@@ -210,7 +210,7 @@ def _results(tasks: list[tuple[Recipe, int, list[int], frozenset[int]]],
         # whenever it is free, so it starts solving while the pool's processes still start.
         method = _start_method()
         if method == "fork":  # the workers inherit the built engine with its compiled kernels
-            _warm_up(tasks[0][0])
+            _warm_up(*tasks[0][:3])
         context = multiprocessing.get_context(method)
         todo, lock, finished = collections.deque(tasks), threading.Lock(), queue.SimpleQueue()
 
@@ -256,11 +256,16 @@ def _start_method() -> str:
     return "fork" if sys.platform == "linux" and "jax" not in sys.modules else "spawn"
 
 
-def _warm_up(recipe: Recipe) -> None:
-    """Build the recipe's engine here and let it load what it compiles, for forked workers to inherit."""
-    _, solver = _built(recipe)
+def _warm_up(recipe: Recipe, first: int, chain: list[int]) -> None:
+    """Build the recipe's engine here and let it load what it compiles, for forked workers to inherit.
+
+    It warms up on the chain's first system (an engine compiles per problem size), where
+    the family makes single systems.
+    """
+    family, solver = _built(recipe)
     if hasattr(solver, "warm_up"):
-        solver.warm_up()
+        problem = None if hasattr(family, "generate_batch") else family.problem(first + chain[0])
+        solver.warm_up((problem.matrix, problem.rhs) if isinstance(problem, Problem) else None)
 
 
 def usable_cores() -> int:
