@@ -58,7 +58,7 @@ class AutoSolver:
       rtol: the true relative residual to reach (a recipe passes ``solver.rtol``).
     """
 
-    candidates: tuple[str, ...] = ("pardiso", "amg", "direct")
+    candidates: tuple[str, ...] = ("gmg", "pardiso", "amg", "direct")
     probe: int = 1
     rtol: float = 1e-8
     # matrix shape -> chosen engine, for later sequences in this process (not part of equality)

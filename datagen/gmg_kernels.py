@@ -165,26 +165,43 @@ def prolong_add(coarse, u):
 
 
 @jit
-def descend(us, fs, rs, diagonals, inverses, txs, tys, tzs):
-    """The V-cycle's way down, levels ``0 … L-2``: ``u = 0``, pre-smooth, restrict the residual into the next ``f``.
+def descend(us, fs, rs, diagonals, inverses, txs, tys, tzs, start, stop, keep):
+    """A V-cycle's way down, levels ``start … stop-1``: pre-smooth, restrict the residual into the next ``f``.
 
-    ``us``, ``fs``: every level's padded iterate and right-hand side (``fs[0]`` is the
-    cycle's); ``rs`` and the operators: every level but the coarsest.
+    ``us``, ``fs``: every level's padded iterate and right-hand side; ``rs`` and the
+    operators: every level but the coarsest (the tuples are padded to a fixed length, so one
+    compiled version serves every depth). Each level starts from ``u = 0``, the first from
+    its current ``u`` if ``keep`` (a full-multigrid step).
     """
-    for level in range(len(rs)):
+    for level in range(start, stop):
         u, f, r = us[level], fs[level], rs[level]
-        u[1:-1] = 0
+        if level > start or not keep:
+            u[1:-1] = 0
         smooth(u, f, inverses[level], txs[level], tys[level], tzs[level], (0, 1))
         residual(u, f, diagonals[level], txs[level], tys[level], tzs[level], r)
         fs[level + 1][:] = restrict(r)
 
 
 @jit
-def ascend(us, fs, inverses, txs, tys, tzs):
-    """The way up, from the coarsest level's solution in ``us[-1]``: add the interpolated correction, post-smooth."""
-    for level in range(len(inverses) - 1, -1, -1):
+def ascend(us, fs, inverses, txs, tys, tzs, start, stop):
+    """The way up from level ``stop`` (its solution in ``us[stop]``) to ``start``: add the interpolated correction, post-smooth."""
+    for level in range(stop - 1, start - 1, -1):
         prolong_add(us[level + 1], us[level])
         smooth(us[level], fs[level], inverses[level], txs[level], tys[level], tzs[level], (1, 0))
+
+
+@jit
+def interpolate(coarse, u):
+    """``u = P coarse`` (both padded): a coarse solution as the finer level's first guess."""
+    u[1:-1] = 0
+    prolong_add(coarse, u)
+
+
+@jit
+def restrict_all(fs, stop):
+    """``fs[l + 1] = R fs[l]`` for ``l < stop``: the right-hand side on every level."""
+    for level in range(stop):
+        fs[level + 1][:] = restrict(fs[level])
 
 
 @jit

@@ -82,6 +82,17 @@ def test_gmg_agrees_with_a_direct_solve(family, n, config, definite):
     assert StencilHierarchy(problems[0].matrix).definite is definite
 
 
+@pytest.mark.parametrize("config", [{"modes": 8}, {"coefficient": "smooth"}])
+def test_full_multigrid_guesses_within_a_percent(config):
+    """CG's first guess: nested V-cycles from the coarsest grid up, ten times closer than one V-cycle."""
+    problem = _problems("darcy", 64, count=1, **config)[0]
+    hierarchy = StencilHierarchy(problem.matrix)
+    exact = spla.spsolve(problem.matrix.tocsc(), problem.rhs)
+    guess, once = hierarchy.full_multigrid(problem.rhs), hierarchy.vcycle(problem.rhs)
+    assert np.linalg.norm(guess - exact) < 1e-2 * np.linalg.norm(exact)
+    assert np.linalg.norm(guess - exact) < 0.2 * np.linalg.norm(once - exact)
+
+
 def test_a_sequence_reads_its_structure_once_and_checks_every_matrix():
     first, second = (p.matrix for p in _problems("darcy", 32, count=2, modes=8))
     hierarchy = StencilHierarchy(first)

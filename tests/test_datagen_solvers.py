@@ -155,8 +155,19 @@ def test_recycling_needs_fewer_matvecs_than_gmres_on_a_sequence():
     assert sum(recycled[1:]) < 0.6 * sum(plain[1:]), (plain, recycled)
 
 
+def test_auto_skips_a_candidate_that_refuses_the_matrix():
+    """gmg refuses a non-symmetric matrix by name; auto goes on with the next candidate, in order."""
+    systems = _systems(**NONSYMMETRIC)
+    results = list(build_solver("auto", candidates=("gmg", "direct"), rtol=1e-10).solve(iter(systems)))
+    assert [stats.engine for _, stats in results] == ["direct"] * len(systems)
+    for (matrix, rhs), (x, _) in zip(systems, results, strict=True):
+        assert relative_residual(matrix, x, rhs) <= 1e-10
+    with pytest.raises(ValueError, match="no candidate applies"):
+        list(build_solver("auto", candidates=("gmg",)).solve(iter(systems)))
+
+
 def test_registry_and_recipe_tolerance():
-    assert {"direct", "cg", "gmres", "gcrodr", "amg", "sor", "auto"} <= set(available_solvers())
+    assert {"direct", "cg", "gmres", "gcrodr", "amg", "gmg", "sor", "auto"} <= set(available_solvers())
     with pytest.raises(ValueError, match="^method: unknown solver 'drect'; did you mean 'direct'"):
         build_solver("drect")
     with pytest.raises(TypeError):
