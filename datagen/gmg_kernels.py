@@ -113,26 +113,32 @@ def prolong_axis(coarse, fine):
 
 
 @jit
+def _transfer(x, a, side, refine):
+    """``x`` interpolated (``refine``) or restricted along axis ``a`` to ``side`` cells there."""
+    before, after = 1, 1
+    for b in range(a):
+        before *= x.shape[b]
+    for b in range(a + 1, 3):
+        after *= x.shape[b]
+    out = np.empty((before, side, after), x.dtype)
+    if refine:
+        prolong_axis(x.reshape((before, x.shape[a], after)), out)
+    else:
+        restrict_axis(x.reshape((before, x.shape[a], after)), out)
+    if a == 0:
+        return out.reshape((side, x.shape[1], x.shape[2]))
+    if a == 1:
+        return out.reshape((x.shape[0], side, x.shape[2]))
+    return out.reshape((x.shape[0], x.shape[1], side))
+
+
+@jit
 def restrict(fine):
     """``R fine`` as a new array: halved along every axis longer than 1."""
     x = fine
     for a in range(3):
-        n = x.shape[a]
-        if n == 1:
-            continue
-        before, after = 1, 1
-        for b in range(a):
-            before *= x.shape[b]
-        for b in range(a + 1, 3):
-            after *= x.shape[b]
-        out = np.empty((before, n // 2, after), fine.dtype)
-        restrict_axis(x.reshape((before, n, after)), out)
-        if a == 0:
-            x = out.reshape((n // 2, x.shape[1], x.shape[2]))
-        elif a == 1:
-            x = out.reshape((x.shape[0], n // 2, x.shape[2]))
-        else:
-            x = out.reshape((x.shape[0], x.shape[1], n // 2))
+        if x.shape[a] > 1:
+            x = _transfer(x, a, x.shape[a] // 2, False)
     return x
 
 
@@ -141,22 +147,8 @@ def prolong_add(coarse, u):
     """``u += P coarse`` for padded ``coarse`` and ``u``: interpolated along every axis on which ``u`` is the longer."""
     x = np.ascontiguousarray(coarse[1:-1, 1:-1, 1:-1])
     for a in range(3):
-        n = x.shape[a]
-        if n == u.shape[a] - 2:
-            continue
-        before, after = 1, 1
-        for b in range(a):
-            before *= x.shape[b]
-        for b in range(a + 1, 3):
-            after *= x.shape[b]
-        out = np.empty((before, 2 * n, after), coarse.dtype)
-        prolong_axis(x.reshape((before, n, after)), out)
-        if a == 0:
-            x = out.reshape((2 * n, x.shape[1], x.shape[2]))
-        elif a == 1:
-            x = out.reshape((x.shape[0], 2 * n, x.shape[2]))
-        else:
-            x = out.reshape((x.shape[0], x.shape[1], 2 * n))
+        if x.shape[a] < u.shape[a] - 2:
+            x = _transfer(x, a, 2 * x.shape[a], True)
     nx, ny, nz = x.shape
     for i in range(nx):
         for j in range(ny):
