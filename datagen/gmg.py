@@ -15,9 +15,10 @@ passes per level (a Galerkin product over a smoothed aggregation is what the ``a
 pays per matrix). Corrections move between levels by cell-centred (bi/tri)linear
 interpolation ``P`` (zero Dirichlet ghosts) and its adjoint ``R = Pᵀ / 2^d``.
 
-The V-cycle smooths with one lexicographic Gauss–Seidel sweep before and one reversed sweep
-after the coarse correction (a symmetric cycle, so a valid CG preconditioner), in float32
-by default, and solves the coarsest level (at most ``max_coarse`` cells) with a sparse LU.
+The V-cycle smooths with one red-black Gauss–Seidel sweep before (red, then black) and one
+after the coarse correction (black, then red: a symmetric cycle, so a valid CG
+preconditioner), in float32 by default, and solves the coarsest level (at most
+``max_coarse`` cells) with a sparse LU.
 Its kernels are compiled by numba and cached on disk after the first run. It accelerates
 CG when the stencil is an M-matrix (non-negative couplings and remainder: symmetric
 positive definite, Darcy), and restarted GMRES otherwise (Helmholtz, where ``-k²`` makes
@@ -45,6 +46,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from nopx.datagen.solvers import SolveStats, System, register_solver
+from nopx.datagen.stencil import _along, diffusion_matrix
 
 __all__ = ["Buffers", "GMGSolver", "StencilHierarchy", "StencilLevel", "StencilPattern", "gmres"]
 
@@ -63,10 +65,6 @@ def _kernels():
     from nopx.datagen import gmg_kernels
 
     return gmg_kernels
-
-
-def _along(axis: int, index: slice | int) -> tuple[slice | int, ...]:
-    return tuple(index if d == axis else slice(None) for d in range(3))
 
 
 class Buffers:
@@ -95,7 +93,7 @@ class StencilLevel:
     def __init__(self, diagonal: np.ndarray, faces: list[np.ndarray], dtype: np.dtype) -> None:
         self.diagonal, self.faces = diagonal, faces
         self.shape = diagonal.shape
-        self.remainder = diagonal - sum(t[_along(a, slice(None, -1))] + t[_along(a, slice(1, None))]
+        self.remainder = diagonal - sum(t[_along(a, 3, slice(None, -1))] + t[_along(a, 3, slice(1, None))]
                                         for a, t in enumerate(faces))
         self.compiled = (np.ascontiguousarray(diagonal, dtype=dtype),
                          *(np.ascontiguousarray(t, dtype=dtype) for t in faces))
@@ -118,7 +116,7 @@ class StencilLevel:
 
     def coarsen(self) -> StencilLevel:
         """The rediscretised operator on cells twice as wide along every non-singleton axis."""
-        diagonal, *faces = _kernels().coarsen(self.diagonal, *self.faces)
+        diagonal, *faces = _kernels().coarsen(self.diagonal, self.remainder, *self.faces)
         return StencilLevel(diagonal, faces, self.compiled[0].dtype)
 
     def matrix(self) -> sp.csr_matrix:
@@ -126,8 +124,8 @@ class StencilLevel:
         index = np.arange(self.diagonal.size).reshape(self.shape)
         rows, cols, values = [index.ravel()], [index.ravel()], [self.diagonal.ravel()]
         for a, t in enumerate(self.faces):
-            lower, upper = index[_along(a, slice(None, -1))].ravel(), index[_along(a, slice(1, None))].ravel()
-            inner = -t[_along(a, slice(1, -1))].ravel()
+            lower, upper = index[_along(a, 3, slice(None, -1))].ravel(), index[_along(a, 3, slice(1, None))].ravel()
+            inner = -t[_along(a, 3, slice(1, -1))].ravel()
             rows += [lower, upper]
             cols += [upper, lower]
             values += [inner, inner]
@@ -182,7 +180,7 @@ class StencilPattern:
             t = np.zeros(padded)
             if self.shape[a] > 1:  # forward[b] couples p to p + s_b: the face after p along axis b
                 coupling = -forward[a - (3 - self.ndim)].reshape(self.shape)
-                t[_along(a, slice(1, -1))] = coupling[_along(a, slice(None, -1))]
+                t[_along(a, 3, slice(1, -1))] = coupling[_along(a, 3, slice(None, -1))]
             faces.append(t)
         return values[0].reshape(self.shape), faces
 
@@ -224,9 +222,10 @@ class StencilHierarchy:
         self.buffers = Buffers() if buffers is None else buffers
 
     def vcycle(self, b: np.ndarray) -> np.ndarray:
-        """One V-cycle for ``A x = b`` from ``x = 0``: ``b`` float64, flat or grid-shaped → ``x`` float64, same shape."""
-        if len(self.levels) == 1:  # a grid too small to coarsen: the sparse LU is the whole cycle
-            return self.coarse.solve(b.ravel()).reshape(b.shape)
+        """One V-cycle for ``A x = b`` from ``x = 0``: ``b`` float64, flat or grid-shaped → ``x`` float64, same shape.
+
+        On a grid too small to coarsen the cycle is the sparse LU solve alone.
+        """
         return self._padded_vcycle(b)[1:-1, 1:-1, 1:-1].astype(np.float64).reshape(b.shape)
 
     def _padded_vcycle(self, b: np.ndarray) -> np.ndarray:
@@ -259,8 +258,6 @@ class StencilHierarchy:
         the coarsest, then level by level up, the interpolated coarser solution improved by one
         V-cycle. Float64, ``b``'s shape; it saves CG two to three of its iterations (Darcy 256²).
         """
-        if len(self.levels) == 1:
-            return self.vcycle(b)
         kernels, (us, fs) = _kernels(), self._cycle_arrays
         coarsest = len(self.levels) - 1
         fs[0][:] = b.reshape(fs[0].shape)
@@ -324,23 +321,14 @@ class StencilHierarchy:
             r, matvecs = b - q, matvecs + 1
             if np.vdot(r, r) <= target or iterations >= maxiter:
                 return x[1:-1, 1:-1, 1:-1].ravel(), iterations, matvecs
-            rz = self._direction(p, r, 0.0)
+            rz = kernels.direction_from(p, self._padded_vcycle(r), r, 0.0)
             while iterations < maxiter:
                 alpha = rz / kernels.apply(p, q, *operator)
                 matvecs += 1
                 iterations += 1
                 if kernels.step(x, r, p, q, alpha) <= target:
                     break
-                rz = self._direction(p, r, rz)
-
-    def _direction(self, p: np.ndarray, r: np.ndarray, previous: float) -> float:
-        """CG's next search direction into ``p`` from the preconditioned ``r``: returns the new ``r·z``."""
-        if len(self.levels) == 1:
-            z = self.vcycle(r)
-            rz = float(np.vdot(r, z))
-            _kernels().direction(p, z, rz / previous if previous else 0.0)
-            return rz
-        return _kernels().direction_from(p, self._padded_vcycle(r), r, previous)
+                rz = kernels.direction_from(p, self._padded_vcycle(r), r, rz)
 
 
 def gmres(matrix, b: np.ndarray, precondition, *, rtol: float, restart: int = 20, maxiter: int = 400,
@@ -436,8 +424,6 @@ class GMGSolver:
         The kernels are compiled per number of grid levels: a system of the sequence to come
         (default: a 64² Poisson problem) loads the ones it will use.
         """
-        from nopx.datagen.stencil import diffusion_matrix
-
         for _ in self.solve([system or (diffusion_matrix(np.ones((64, 64))), np.ones(4096))]):
             pass
 

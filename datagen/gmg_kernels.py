@@ -197,24 +197,19 @@ def restrict_all(fs, stop):
 
 
 @jit
-def coarsen(diagonal, tx, ty, tz):
+def coarsen(diagonal, remainder, tx, ty, tz):
     """The operator on cells twice as wide along every axis longer than 1: ``(diagonal, tx, ty, tz)``.
 
     A coarse face couples like the mean of the fine faces it covers, at ``(h/H)² = 1/4``;
-    so does a coarse boundary face; the zeroth-order term (the diagonal's remainder, read
-    one cell off each wall, where the boundary faces add to it) is the mean over the cells.
+    so does a coarse boundary face; the zeroth-order term (the diagonal's ``remainder`` past
+    its faces, read one cell off each wall, where the boundary faces add to it) is the mean
+    over the cells.
     """
     nx, ny, nz = diagonal.shape
     hx, hy, hz = (2 if nx > 1 else 1), (2 if ny > 1 else 1), (2 if nz > 1 else 1)
     cx, cy, cz = nx // hx, ny // hy, nz // hz
     halved = (hx == 2) + (hy == 2) + (hz == 2)
     face_scale = 1.0 / (4 * 2 ** (halved - 1))  # the mean of the fine faces under one coarse face, over 4
-    remainder = np.empty_like(diagonal)
-    for i in range(nx):
-        for j in range(ny):
-            for k in range(nz):
-                remainder[i, j, k] = (diagonal[i, j, k] - tx[i, j, k] - tx[i + 1, j, k] - ty[i, j, k]
-                                      - ty[i, j + 1, k] - tz[i, j, k] - tz[i, j, k + 1])
     zeroth = remainder.copy()
     if hx == 2:
         zeroth[0], zeroth[nx - 1] = zeroth[1], zeroth[nx - 2]
@@ -222,23 +217,30 @@ def coarsen(diagonal, tx, ty, tz):
         zeroth[:, 0], zeroth[:, ny - 1] = zeroth[:, 1], zeroth[:, ny - 2]
     if hz == 2:
         zeroth[:, :, 0], zeroth[:, :, nz - 1] = zeroth[:, :, 1], zeroth[:, :, nz - 2]
+    # A coarse face at coarse index c along its axis covers the fine faces at index 2c.
     ctx = np.zeros((cx + 1 if hx == 2 else 2, cy, cz))
-    cty = np.zeros((cx, cy + 1 if hy == 2 else 2, cz))
-    ctz = np.zeros((cx, cy, cz + 1 if hz == 2 else 2))
-    for i in range(cx + 1):
-        for j in range(cy + 1):
-            for k in range(cz + 1):
-                for dj in range(hy):
-                    for dk in range(hz):
-                        if hx == 2 and j < cy and k < cz:
-                            ctx[i, j, k] += face_scale * tx[2 * i, hy * j + dj, hz * k + dk]
-                for di in range(hx):
-                    for dk in range(hz):
-                        if hy == 2 and i < cx and k < cz:
-                            cty[i, j, k] += face_scale * ty[hx * i + di, 2 * j, hz * k + dk]
-                for di in range(hx):
+    if hx == 2:
+        for i in range(cx + 1):
+            for j in range(cy):
+                for k in range(cz):
                     for dj in range(hy):
-                        if hz == 2 and i < cx and j < cy:
+                        for dk in range(hz):
+                            ctx[i, j, k] += face_scale * tx[2 * i, hy * j + dj, hz * k + dk]
+    cty = np.zeros((cx, cy + 1 if hy == 2 else 2, cz))
+    if hy == 2:
+        for i in range(cx):
+            for j in range(cy + 1):
+                for k in range(cz):
+                    for di in range(hx):
+                        for dk in range(hz):
+                            cty[i, j, k] += face_scale * ty[hx * i + di, 2 * j, hz * k + dk]
+    ctz = np.zeros((cx, cy, cz + 1 if hz == 2 else 2))
+    if hz == 2:
+        for i in range(cx):
+            for j in range(cy):
+                for k in range(cz + 1):
+                    for di in range(hx):
+                        for dj in range(hy):
                             ctz[i, j, k] += face_scale * tz[hx * i + di, hy * j + dj, 2 * k]
     coarse = np.empty((cx, cy, cz))
     for i in range(cx):
@@ -342,16 +344,6 @@ def step(x, r, p, q, alpha):
                 row += r[i, j, k] * r[i, j, k]
             total += row
     return total
-
-
-@jit
-def direction(p, z, beta):
-    """CG's new search direction ``p = z + beta p`` (``p`` padded)."""
-    nx, ny, nz = z.shape
-    for i in range(nx):
-        for j in range(ny):
-            for k in range(nz):
-                p[i + 1, j + 1, k + 1] = z[i, j, k] + beta * p[i + 1, j + 1, k + 1]
 
 
 @jit
