@@ -18,11 +18,12 @@ interpolation ``P`` (zero Dirichlet ghosts) and its adjoint ``R = Pᵀ / 2^d``.
 The V-cycle smooths with one red-black Gauss–Seidel sweep before (red, then black) and one
 after the coarse correction (black, then red: a symmetric cycle, so a valid CG
 preconditioner), in float32 by default, and solves the coarsest level (at most
-``max_coarse`` cells) with a sparse LU.
+``max_coarse`` cells) by a banded ``L D Lᵀ`` factorisation.
 Its kernels are compiled by numba and cached on disk after the first run. It accelerates
-CG when the stencil is an M-matrix (non-negative couplings and remainder: symmetric
-positive definite, Darcy), and restarted GMRES otherwise (Helmholtz, where ``-k²`` makes
-the matrix indefinite; the coarse levels stop before the grid resolves the wave too poorly).
+CG, for indefinite matrices too (Helmholtz, where ``-k²`` makes the matrix indefinite; the
+coarse levels stop before the grid resolves the wave too poorly), with restarted GMRES
+taking over where CG does not converge: on an M-matrix (non-negative couplings and
+remainder: symmetric positive definite, Darcy) CG always does.
 
 >>> from nopx.datagen.stencil import diffusion_matrix
 >>> rng = np.random.default_rng(0)
@@ -43,7 +44,6 @@ from typing import Literal
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 
 from nopx.datagen.solvers import SolveStats, System, register_solver
 from nopx.datagen.stencil import _along, diffusion_matrix
@@ -58,6 +58,8 @@ MAX_LEVELS = 16
 #: The coarsest level of an indefinite operator keeps ``|s| ≤ RESOLVED · diagonal``: the
 #: wave still spans several cells there, so the coarse correction stays a good one.
 RESOLVED = 0.25
+#: CG iterations an indefinite system gets before GMRES takes over (Helmholtz needs 8 to 15).
+INDEFINITE_CG_LIMIT = 40
 
 
 def _kernels():
@@ -216,42 +218,32 @@ class StencilHierarchy:
         while level.can_coarsen(max_coarse, self.definite):
             level = level.coarsen()
             self.levels.append(level)
-        self.coarse = spla.splu(level.matrix().tocsc())
         self.dtype = np.dtype(dtype)
         #: Work arrays, shared with the other hierarchies of a sequence.
         self.buffers = Buffers() if buffers is None else buffers
+        nx, ny, nz = level.shape
+        #: The coarsest level's banded ``L D Lᵀ`` (see :func:`~nopx.datagen.gmg_kernels.band_factor`).
+        self.band = self.buffers.get("band", (level.diagonal.size, 1 + (ny * nz if nx > 1 else nz)))
+        #: How many of its pivots were raised to the floor (an indefinite coarsest level only).
+        self.raised_pivots = _kernels().band_factor(level.diagonal, *level.faces, self.band)
 
     def vcycle(self, b: np.ndarray) -> np.ndarray:
         """One V-cycle for ``A x = b`` from ``x = 0``: ``b`` float64, flat or grid-shaped → ``x`` float64, same shape.
 
-        On a grid too small to coarsen the cycle is the sparse LU solve alone.
+        On a grid too small to coarsen the cycle is the banded solve alone.
         """
         return self._padded_vcycle(b)[1:-1, 1:-1, 1:-1].astype(np.float64).reshape(b.shape)
 
     def _padded_vcycle(self, b: np.ndarray) -> np.ndarray:
-        """The V-cycle's result in its padded working array (the cycle's precision; valid until the next cycle).
-
-        Two compiled calls (down to the coarsest level, and back up) around the coarsest
-        level's sparse LU solve.
-        """
+        """The V-cycle's result in its padded working array (the cycle's precision; valid until the next cycle)."""
         us, fs = self._cycle_arrays
         fs[0][:] = b.reshape(fs[0].shape)
         self._cycle(0, keep=False)
         return us[0]
 
     def _cycle(self, start: int, *, keep: bool) -> None:
-        """A V-cycle on level ``start`` for its ``f``, from ``u = 0`` or (``keep``) from its ``u``."""
-        kernels, (us, fs), operators = _kernels(), self._cycle_arrays, self._cycle_operators
-        coarsest = len(self.levels) - 1
-        kernels.descend(us, fs, *operators, start, coarsest, keep)
-        self._coarse_solve()
-        kernels.ascend(us, fs, *operators[2:], start, coarsest)
-
-    def _coarse_solve(self) -> None:
-        us, fs = self._cycle_arrays
-        coarse = fs[len(self.levels) - 1]
-        us[len(self.levels) - 1][1:-1, 1:-1, 1:-1] = self.coarse.solve(
-            coarse.ravel().astype(np.float64)).reshape(coarse.shape)
+        """A V-cycle on level ``start`` for its ``f``, from ``u = 0`` or (``keep``) from its ``u``: one compiled call."""
+        _kernels().vcycle(*self._cycle_arrays, *self._cycle_operators, self.band, start, len(self.levels) - 1, keep)
 
     def full_multigrid(self, b: np.ndarray) -> np.ndarray:
         """A first guess for ``A x = b`` by full multigrid: ``b`` restricted to every level, solved on
@@ -262,7 +254,7 @@ class StencilHierarchy:
         coarsest = len(self.levels) - 1
         fs[0][:] = b.reshape(fs[0].shape)
         kernels.restrict_all(fs, coarsest)
-        self._coarse_solve()
+        kernels.band_solve(self.band, fs[coarsest], us[coarsest])
         for level in range(coarsest - 1, -1, -1):
             kernels.interpolate(us[level + 1], us[level])
             self._cycle(level, keep=True)
@@ -299,12 +291,14 @@ class StencilHierarchy:
         _kernels().apply(padded, out, level.diagonal, *level.faces)
         return out.ravel()
 
-    def cg(self, b: np.ndarray, *, rtol: float, maxiter: int) -> tuple[np.ndarray, int, int]:
-        """V-cycle-preconditioned CG until ``‖b - A x‖ ≤ rtol ‖b‖``: ``(x, iterations, mat-vecs)``, ``b`` ``(N,)``.
+    def cg(self, b: np.ndarray, *, rtol: float, maxiter: int) -> tuple[np.ndarray, int, int, bool]:
+        """V-cycle-preconditioned CG until ``‖b - A x‖ ≤ rtol ‖b‖``: ``(x, iterations, mat-vecs, converged)``, ``b`` ``(N,)``.
 
         It starts from :meth:`full_multigrid`'s guess. Fused compiled loops for ``A p`` with
         ``p·Ap``, and for the updates of ``x`` and ``r`` with ``r·r``. A recurrence residual
         under the target is confirmed by the true one; a drifted recurrence restarts from it.
+        On an indefinite matrix CG has no guarantee (``p·Ap`` may vanish): a step that is
+        not finite ends it unconverged, as does ``maxiter``.
         """
         kernels = _kernels()
         level = self.levels[0]
@@ -319,13 +313,16 @@ class StencilHierarchy:
         while True:
             kernels.apply(x, q, *operator)
             r, matvecs = b - q, matvecs + 1
-            if np.vdot(r, r) <= target or iterations >= maxiter:
-                return x[1:-1, 1:-1, 1:-1].ravel(), iterations, matvecs
+            converged = np.vdot(r, r) <= target
+            if converged or iterations >= maxiter:
+                return x[1:-1, 1:-1, 1:-1].ravel(), iterations, matvecs, bool(converged)
             rz = kernels.direction_from(p, self._padded_vcycle(r), r, 0.0)
             while iterations < maxiter:
                 alpha = rz / kernels.apply(p, q, *operator)
                 matvecs += 1
                 iterations += 1
+                if not np.isfinite(alpha):
+                    return x[1:-1, 1:-1, 1:-1].ravel(), iterations, matvecs, False
                 if kernels.step(x, r, p, q, alpha) <= target:
                     break
                 rz = kernels.direction_from(p, self._padded_vcycle(r), r, rz)
@@ -400,7 +397,7 @@ class GMGSolver:
 
     Args:
       rtol: the true relative residual to reach (a recipe passes ``solver.rtol``).
-      max_coarse: cells of the coarsest level (solved by sparse LU), where the grid allows.
+      max_coarse: cells of the coarsest level (a direct banded solve), where the grid allows.
       precision: ``float32`` or ``float64`` V-cycle (CG or GMRES stay float64).
       restart: GMRES restart length (indefinite matrices; they converge in 10 to 15).
       maxiter: iteration cap per system.
@@ -434,17 +431,17 @@ class GMGSolver:
             hierarchy = StencilHierarchy(matrix, max_coarse=self.max_coarse, dtype=self.precision, pattern=pattern,
                                          buffers=buffers)
             pattern = hierarchy.pattern
-            if hierarchy.definite:
-                x, iterations, matvecs = hierarchy.cg(rhs, rtol=self.rtol, maxiter=self.maxiter)
-            else:
+            # CG first, indefinite matrices too: with the symmetric V-cycle it converged on every
+            # Helmholtz system tried (and skips GMRES's orthogonalisation); GMRES takes over
+            # from its iterate where it does not.
+            x, iterations, matvecs, converged = hierarchy.cg(
+                rhs, rtol=self.rtol, maxiter=self.maxiter if hierarchy.definite else INDEFINITE_CG_LIMIT)
+            if not converged and not hierarchy.definite:
                 workspace = buffers.get("gmres", (2 * self.restart + 1, rhs.size))
-                # Full multigrid guesses well where every level resolves the wave (256²), badly
-                # where the coarsest does not (64²): kept only if it beats a zero guess.
-                guess = hierarchy.full_multigrid(rhs)
-                if np.linalg.norm(rhs - hierarchy @ guess) >= np.linalg.norm(rhs):
-                    guess = None
-                x, iterations, matvecs = gmres(hierarchy, rhs, hierarchy.vcycle, rtol=self.rtol, restart=self.restart,
-                                               maxiter=self.maxiter, workspace=workspace, x0=guess)
+                guess = x if np.isfinite(x).all() and np.linalg.norm(rhs - hierarchy @ x) < np.linalg.norm(rhs) else None
+                x, more, extra = gmres(hierarchy, rhs, hierarchy.vcycle, rtol=self.rtol, restart=self.restart,
+                                       maxiter=self.maxiter, workspace=workspace, x0=guess)
+                iterations, matvecs = iterations + more, matvecs + extra
             yield x, SolveStats.measure(matrix, x, rhs, start=start, iterations=iterations, matvecs=matvecs)
 
 

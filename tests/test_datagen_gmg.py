@@ -6,7 +6,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 import nopx.datagen as dg
-from nopx.datagen import gmg_kernels
+from nopx.datagen import gmg, gmg_kernels
 from nopx.datagen.gmg import GMGSolver, StencilHierarchy, StencilLevel, StencilPattern
 from nopx.datagen.stencil import diffusion_matrix
 
@@ -80,6 +80,44 @@ def test_gmg_agrees_with_a_direct_solve(family, n, config, definite):
         assert np.linalg.norm(x - expected) <= 1e-8 * np.linalg.norm(expected)
         assert stats.residual <= 1e-10 and 0 < stats.iterations <= 25
     assert StencilHierarchy(problems[0].matrix).definite is definite
+
+
+@pytest.mark.parametrize("shape, shift", [((16, 16), 0.0), ((16, 16), 300.0), ((8, 8, 8), 0.0), ((8, 8, 8), 150.0)])
+def test_the_banded_factorisation_solves_the_coarsest_level_exactly(shape, shift):
+    """L D Lᵀ in band storage against a dense solve, SPD and indefinite, 2-D and 3-D."""
+    rng = np.random.default_rng(2)
+    cells = int(np.prod(shape))
+    level = _level(diffusion_matrix(np.exp(rng.standard_normal(shape)), shift=shift))
+    grid = level.shape
+    band = np.empty((cells, 1 + (grid[1] * grid[2] if grid[0] > 1 else grid[2])))
+    assert gmg_kernels.band_factor(level.diagonal, *level.faces, band) == 0
+    f = rng.standard_normal(grid)
+    u = np.zeros(tuple(n + 2 for n in grid))
+    gmg_kernels.band_solve(band, f, u)
+    expected = np.linalg.solve(level.matrix().toarray(), f.ravel())
+    np.testing.assert_allclose(u[1:-1, 1:-1, 1:-1].ravel(), expected, rtol=1e-10, atol=1e-10 * np.abs(expected).max())
+
+
+def test_a_vanishing_pivot_is_raised_and_the_krylov_method_makes_up_the_difference():
+    """A shift that zeroes the second pivot: the factor is of a nearby matrix, the answer still the exact one."""
+    base = diffusion_matrix(np.ones((4, 4)))
+    a00, a11, t = base[0, 0], base[1, 1], -base[0, 1]
+    shift = (a00 + a11 - np.hypot(a00 - a11, 2 * t)) / 2  # (a00 - s)(a11 - s) = t²
+    matrix = diffusion_matrix(np.ones((4, 4)), shift=shift)
+    assert StencilHierarchy(matrix).raised_pivots >= 1
+    rhs = np.random.default_rng(3).standard_normal(16)
+    [(x, stats)] = GMGSolver(rtol=1e-10).solve([(matrix, rhs)])
+    np.testing.assert_allclose(x, np.linalg.solve(matrix.toarray(), rhs), rtol=1e-7)
+    assert stats.residual <= 1e-10
+
+
+def test_gmres_takes_over_where_cg_stops_on_an_indefinite_matrix(monkeypatch):
+    problem = _problems("helmholtz", 64, count=1)[0]
+    monkeypatch.setattr(gmg, "INDEFINITE_CG_LIMIT", 2)
+    [(x, stats)] = GMGSolver(rtol=1e-10).solve([(problem.matrix, problem.rhs)])
+    expected = spla.spsolve(problem.matrix.tocsc(), problem.rhs)
+    assert np.linalg.norm(x - expected) <= 1e-8 * np.linalg.norm(expected)
+    assert stats.residual <= 1e-10 and stats.iterations > 2
 
 
 @pytest.mark.parametrize("config", [{"modes": 8}, {"coefficient": "smooth"}])
