@@ -36,11 +36,15 @@ def _x_neighbours(u, tx, i, j, k):
 def smooth(u, f, inverse_diagonal, tx, ty, tz, colours):
     """Red-black Gauss–Seidel on ``u``: one half-sweep per colour of ``colours`` (``(0, 1)`` or ``(1, 0)``).
 
-    A colour's cells depend only on the other colour, so each row is computed in full
-    (vectorised) and the colour's half of it kept: cheaper than a strided half row.
+    A colour's cells depend only on the other colour, so each row is computed in full and
+    blended into ``u`` through 0/1 masks: both loops vectorise (a strided store of the
+    colour's half cost as much as computing the row).
     """
     nx, ny, nz = f.shape
     row = np.empty(nz, f.dtype)
+    odd = np.empty((2, nz), f.dtype)  # odd[c, k] = 1 where (k + c) is odd: the cells a colour-c row keeps
+    for k in range(nz):
+        odd[0, k], odd[1, k] = k % 2, 1 - k % 2
     for colour in colours:
         for i in range(nx):
             for j in range(ny):
@@ -51,8 +55,10 @@ def smooth(u, f, inverse_diagonal, tx, ty, tz, colours):
                 else:
                     for k in range(nz):
                         row[k] = inverse_diagonal[i, j, k] * (f[i, j, k] + _yz_neighbours(u, ty, tz, i, j, k))
-                for k in range((i + j + colour) % 2, nz, 2):
-                    u[i + 1, j + 1, k + 1] = row[k]
+                parity = (i + j + colour) % 2
+                keep, take = odd[parity], odd[1 - parity]
+                for k in range(nz):
+                    u[i + 1, j + 1, k + 1] = keep[k] * u[i + 1, j + 1, k + 1] + take[k] * row[k]
 
 
 @jit
@@ -71,91 +77,94 @@ def residual(u, f, diagonal, tx, ty, tz, r):
                                   + _yz_neighbours(u, ty, tz, i, j, k))
 
 
-@jit
-def restrict_axis(fine, coarse):
-    """Along the middle axis, ``(A, 2m, B) -> (A, m, B)``: the adjoint of :func:`prolong_axis`, halved."""
-    m, n_b = coarse.shape[1], coarse.shape[2]
-    for a in range(fine.shape[0]):
-        for b in range(n_b):  # the walls: the ghost's -1/4 lands on the wall cell's own coarse cell
-            coarse[a, 0, b] = 0.25 * fine[a, 0, b] + 0.375 * fine[a, 1, b] + 0.125 * fine[a, 2, b]
-            coarse[a, m - 1, b] = (0.125 * fine[a, 2 * m - 3, b] + 0.375 * fine[a, 2 * m - 2, b]
-                                   + 0.25 * fine[a, 2 * m - 1, b])
-        if n_b == 1:  # the last axis: the cells are the contiguous dimension
-            for c in range(1, m - 1):
-                coarse[a, c, 0] = (0.375 * (fine[a, 2 * c, 0] + fine[a, 2 * c + 1, 0])
-                                   + 0.125 * (fine[a, 2 * c - 1, 0] + fine[a, 2 * c + 2, 0]))
-        else:
-            for c in range(1, m - 1):
-                for b in range(n_b):
-                    coarse[a, c, b] = (0.375 * (fine[a, 2 * c, b] + fine[a, 2 * c + 1, b])
-                                       + 0.125 * (fine[a, 2 * c - 1, b] + fine[a, 2 * c + 2, b]))
+@inline
+def _interpolation(j, coarse_n, fine_n):
+    """Fine cell ``j``'s two coarse cells and weights along one axis: ``(a, b, w_a, w_b)``.
 
-
-@jit
-def prolong_axis(coarse, fine):
-    """Cell-centred linear interpolation along the middle axis, ``(A, m, B) -> (A, 2m, B)``.
-
-    A fine cell takes ¾ of its own coarse cell and ¼ of the neighbour on its side; past a
-    wall the neighbour is the ghost ``-c`` (zero Dirichlet).
+    ¾ of its own coarse cell and ¼ of the neighbour on its side; past a wall the neighbour
+    is the ghost ``-c`` (zero Dirichlet), so the wall cell takes ½ of its own. An axis that
+    is not refined (``fine_n == coarse_n``) copies.
     """
-    m, n_b = coarse.shape[1], coarse.shape[2]
-    for a in range(coarse.shape[0]):
-        for b in range(n_b):
-            fine[a, 0, b] = 0.5 * coarse[a, 0, b]
-            fine[a, 2 * m - 1, b] = 0.5 * coarse[a, m - 1, b]
-        if n_b == 1:  # the last axis: the cells are the contiguous dimension
-            for c in range(m - 1):
-                fine[a, 2 * c + 1, 0] = 0.75 * coarse[a, c, 0] + 0.25 * coarse[a, c + 1, 0]
-                fine[a, 2 * c + 2, 0] = 0.25 * coarse[a, c, 0] + 0.75 * coarse[a, c + 1, 0]
-        else:
-            for c in range(m - 1):  # the cells between coarse centres c and c + 1
-                for b in range(n_b):
-                    fine[a, 2 * c + 1, b] = 0.75 * coarse[a, c, b] + 0.25 * coarse[a, c + 1, b]
-                    fine[a, 2 * c + 2, b] = 0.25 * coarse[a, c, b] + 0.75 * coarse[a, c + 1, b]
-
-
-@jit
-def _transfer(x, a, side, refine):
-    """``x`` interpolated (``refine``) or restricted along axis ``a`` to ``side`` cells there."""
-    before, after = 1, 1
-    for b in range(a):
-        before *= x.shape[b]
-    for b in range(a + 1, 3):
-        after *= x.shape[b]
-    out = np.empty((before, side, after), x.dtype)
-    if refine:
-        prolong_axis(x.reshape((before, x.shape[a], after)), out)
-    else:
-        restrict_axis(x.reshape((before, x.shape[a], after)), out)
-    if a == 0:
-        return out.reshape((side, x.shape[1], x.shape[2]))
-    if a == 1:
-        return out.reshape((x.shape[0], side, x.shape[2]))
-    return out.reshape((x.shape[0], x.shape[1], side))
-
-
-@jit
-def restrict(fine):
-    """``R fine`` as a new array: halved along every axis longer than 1."""
-    x = fine
-    for a in range(3):
-        if x.shape[a] > 1:
-            x = _transfer(x, a, x.shape[a] // 2, False)
-    return x
+    if fine_n == coarse_n:
+        return j, j, 1.0, 0.0
+    own = j // 2
+    other = own - 1 if j % 2 == 0 else own + 1
+    if other < 0 or other >= coarse_n:
+        return own, own, 0.5, 0.0
+    return own, other, 0.75, 0.25
 
 
 @jit
 def prolong_add(coarse, u):
-    """``u += P coarse`` for padded ``coarse`` and ``u``: interpolated along every axis on which ``u`` is the longer."""
-    x = np.ascontiguousarray(coarse[1:-1, 1:-1, 1:-1])
-    for a in range(3):
-        if x.shape[a] < u.shape[a] - 2:
-            x = _transfer(x, a, 2 * x.shape[a], True)
-    nx, ny, nz = x.shape
+    """``u += P coarse`` for padded ``coarse`` and ``u``: interpolated along every axis on which ``u`` is the longer.
+
+    Row by row: the two (four in 3-D) coarse rows under a fine row are blended into one
+    coarse-length line, which is then spread along the last axis.
+    """
+    nx, ny, nz = u.shape[0] - 2, u.shape[1] - 2, u.shape[2] - 2
+    cx, cy, cz = coarse.shape[0] - 2, coarse.shape[1] - 2, coarse.shape[2] - 2
+    line = np.empty(cz, u.dtype)
+    real = line.dtype.type  # weights in the arrays' precision, so the row loops stay in it
+    three_quarters, quarter, half = real(0.75), real(0.25), real(0.5)
     for i in range(nx):
+        ia, ib, wia, wib = _interpolation(i, cx, nx)
         for j in range(ny):
-            for k in range(nz):
-                u[i + 1, j + 1, k + 1] += x[i, j, k]
+            ja, jb, wja, wjb = _interpolation(j, cy, ny)
+            w_aa, w_ab, w_ba, w_bb = real(wia * wja), real(wia * wjb), real(wib * wja), real(wib * wjb)
+            for c in range(cz):
+                line[c] = (w_aa * coarse[ia + 1, ja + 1, c + 1] + w_ab * coarse[ia + 1, jb + 1, c + 1]
+                           + w_ba * coarse[ib + 1, ja + 1, c + 1] + w_bb * coarse[ib + 1, jb + 1, c + 1])
+            out = u[i + 1, j + 1]
+            if nz == cz:
+                for k in range(nz):
+                    out[k + 1] += line[k]
+            else:
+                out[1] += half * line[0]
+                out[nz] += half * line[cz - 1]
+                for c in range(cz - 1):  # the fine cells 2c + 1 and 2c + 2, between coarse centres c and c + 1
+                    out[2 * c + 2] += three_quarters * line[c] + quarter * line[c + 1]
+                    out[2 * c + 3] += quarter * line[c] + three_quarters * line[c + 1]
+
+
+@inline
+def _restriction_weight(j, c, coarse_n, fine_n):
+    """``P[j, c] / 2`` along one refined axis (``1`` on an axis that is not)."""
+    if fine_n == coarse_n:
+        return 1.0
+    a, b, w_a, w_b = _interpolation(j, coarse_n, fine_n)
+    return 0.5 * ((w_a if a == c else 0.0) + (w_b if b == c else 0.0))
+
+
+@jit
+def restrict(fine, coarse):
+    """``coarse = R fine = Pᵀ fine / 2^d`` (unpadded; ``d`` the axes ``fine`` is longer along): :func:`prolong_add`'s adjoint, scaled.
+
+    Per coarse row: the fine rows over it, weighted (at most 4 by 4 in 3-D), summed into
+    one fine-length line, which is then condensed along the last axis.
+    """
+    nx, ny, nz = fine.shape
+    cx, cy, cz = coarse.shape
+    line = np.empty(nz, fine.dtype)
+    real = line.dtype.type  # constants in the arrays' precision, so the row loops stay in it
+    quarter, three_eighths, eighth = real(0.25), real(0.375), real(0.125)
+    for ci in range(cx):
+        for cj in range(cy):
+            line[:] = 0.0
+            for i in range(max(0, 2 * ci - 1), min(nx, 2 * ci + 3) if nx > cx else ci + 1):
+                wx = _restriction_weight(i, ci, cx, nx)
+                for j in range(max(0, 2 * cj - 1), min(ny, 2 * cj + 3) if ny > cy else cj + 1):
+                    w = real(wx * _restriction_weight(j, cj, cy, ny))
+                    if w != 0.0:
+                        for k in range(nz):
+                            line[k] += w * fine[i, j, k]
+            out = coarse[ci, cj]
+            if nz == cz:
+                out[:] = line
+            else:
+                out[0] = quarter * line[0] + three_eighths * line[1] + eighth * line[2]
+                out[cz - 1] = eighth * line[nz - 3] + three_eighths * line[nz - 2] + quarter * line[nz - 1]
+                for c in range(1, cz - 1):
+                    out[c] = three_eighths * (line[2 * c] + line[2 * c + 1]) + eighth * (line[2 * c - 1] + line[2 * c + 2])
 
 
 @jit
@@ -173,7 +182,7 @@ def descend(us, fs, rs, diagonals, inverses, txs, tys, tzs, start, stop, keep):
             u[1:-1] = 0
         smooth(u, f, inverses[level], txs[level], tys[level], tzs[level], (0, 1))
         residual(u, f, diagonals[level], txs[level], tys[level], tzs[level], r)
-        fs[level + 1][:] = restrict(r)
+        restrict(r, fs[level + 1])
 
 
 @jit
@@ -203,7 +212,7 @@ def interpolate(coarse, u):
 def restrict_all(fs, stop):
     """``fs[l + 1] = R fs[l]`` for ``l < stop``: the right-hand side on every level."""
     for level in range(stop):
-        fs[level + 1][:] = restrict(fs[level])
+        restrict(fs[level], fs[level + 1])
 
 
 @jit
