@@ -33,21 +33,28 @@ def _x_neighbours(u, tx, i, j, k):
 
 
 @jit
-def smooth(u, f, inverse_diagonal, tx, ty, tz, colours):
+def smooth(u, f, inverse_diagonal, tx, ty, tz, colours, from_zero):
     """Red-black Gauss–Seidel on ``u``: one half-sweep per colour of ``colours`` (``(0, 1)`` or ``(1, 0)``).
 
     A colour's cells depend only on the other colour, so each row is computed in full and
     blended into ``u`` through 0/1 masks: both loops vectorise (a strided store of the
-    colour's half cost as much as computing the row).
+    colour's half cost as much as computing the row). ``from_zero``: ``u``'s interior is
+    taken as zero, so the first half-sweep is ``D⁻¹ f`` on its colour, zero on the other.
     """
     nx, ny, nz = f.shape
     row = np.empty(nz, f.dtype)
     odd = np.empty((2, nz), f.dtype)  # odd[c, k] = 1 where (k + c) is odd: the cells a colour-c row keeps
     for k in range(nz):
         odd[0, k], odd[1, k] = k % 2, 1 - k % 2
-    for colour in colours:
+    for sweep, colour in enumerate(colours):
         for i in range(nx):
             for j in range(ny):
+                parity = (i + j + colour) % 2
+                if from_zero and sweep == 0:
+                    take = odd[1 - parity]
+                    for k in range(nz):
+                        u[i + 1, j + 1, k + 1] = take[k] * (inverse_diagonal[i, j, k] * f[i, j, k])
+                    continue
                 if nx > 1:
                     for k in range(nz):
                         row[k] = inverse_diagonal[i, j, k] * (
@@ -55,7 +62,6 @@ def smooth(u, f, inverse_diagonal, tx, ty, tz, colours):
                 else:
                     for k in range(nz):
                         row[k] = inverse_diagonal[i, j, k] * (f[i, j, k] + _yz_neighbours(u, ty, tz, i, j, k))
-                parity = (i + j + colour) % 2
                 keep, take = odd[parity], odd[1 - parity]
                 for k in range(nz):
                     u[i + 1, j + 1, k + 1] = keep[k] * u[i + 1, j + 1, k + 1] + take[k] * row[k]
@@ -178,9 +184,7 @@ def descend(us, fs, rs, diagonals, inverses, txs, tys, tzs, start, stop, keep):
     """
     for level in range(start, stop):
         u, f, r = us[level], fs[level], rs[level]
-        if level > start or not keep:
-            u[1:-1] = 0
-        smooth(u, f, inverses[level], txs[level], tys[level], tzs[level], (0, 1))
+        smooth(u, f, inverses[level], txs[level], tys[level], tzs[level], (0, 1), level > start or not keep)
         residual(u, f, diagonals[level], txs[level], tys[level], tzs[level], r)
         restrict(r, fs[level + 1])
 
@@ -190,7 +194,7 @@ def ascend(us, fs, inverses, txs, tys, tzs, start, stop):
     """The way up from level ``stop`` (its solution in ``us[stop]``) to ``start``: add the interpolated correction, post-smooth."""
     for level in range(stop - 1, start - 1, -1):
         prolong_add(us[level + 1], us[level])
-        smooth(us[level], fs[level], inverses[level], txs[level], tys[level], tzs[level], (1, 0))
+        smooth(us[level], fs[level], inverses[level], txs[level], tys[level], tzs[level], (1, 0), False)
 
 
 @jit

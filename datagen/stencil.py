@@ -39,23 +39,27 @@ def _along(axis: int, ndim: int, index: slice | int) -> tuple[slice | int, ...]:
 
 @functools.lru_cache(maxsize=8)
 def _stencil_pattern(n: int, ndim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The CSC structure of the ``(2d + 1)``-point stencil on ``n^d`` cells: ``(present, indices, indptr)``.
+    """The CSC structure of the ``(2d + 1)``-point stencil on ``n^d`` cells: ``(source, indices, indptr)``.
 
-    ``present`` lists, in a row-major ``(n^d, 2d + 1)`` table of the offsets
-    ``-s_0 < … < -1 < 0 < 1 < … < s_0`` (``s_a = n^(d-1-a)``, ascending), the positions
-    that have a neighbour; a symmetric matrix's columns are its rows, so ``indices`` lists
-    ``p + offset`` of those entries row by row.
+    The values are assembled as ``2d + 1`` bands, one per offset ``-s_0 < … < -1 < 0 < 1 <
+    … < s_0`` (``s_a = n^(d-1-a)``), band ``k`` holding at cell ``p`` the coupling of ``p``
+    and ``p + offset_k``; ``source`` lists, entry by entry of the CSC data, its position in
+    the flattened ``(2d + 1, n^d)`` bands. A symmetric matrix's columns are its rows, so
+    ``indices`` lists ``p + offset`` of those entries row by row.
     """
+    size = n**ndim
     strides = [n ** (ndim - 1 - axis) for axis in range(ndim)]
     offsets = np.array([-s for s in strides] + [0] + strides[::-1])
     cells = np.indices((n,) * ndim).reshape(ndim, -1)
-    present = np.ones((n**ndim, len(offsets)), dtype=bool)
+    present = np.ones((size, len(offsets)), dtype=bool)
     for axis in range(ndim):
         present[:, axis] = cells[axis] > 0
         present[:, -1 - axis] = cells[axis] < n - 1
-    indices = (np.arange(n**ndim)[:, None] + offsets)[present].astype(np.int32)
+    columns, bands = np.nonzero(present)
+    source = bands.astype(np.intp) * size + columns
+    indices = (columns + offsets[bands]).astype(np.int32)
     indptr = np.concatenate([[0], np.cumsum(present.sum(axis=1))]).astype(np.int32)
-    return np.flatnonzero(present), indices, indptr
+    return source, indices, indptr
 
 
 def diffusion_matrix(a: np.ndarray, length: float = 1.0, shift: float = 0.0) -> sp.csc_matrix:
@@ -73,26 +77,29 @@ def diffusion_matrix(a: np.ndarray, length: float = 1.0, shift: float = 0.0) -> 
     """
     a = np.asarray(a, dtype=np.float64)
     n, ndim = a.shape[0], a.ndim
-    present, indices, indptr = _stencil_pattern(n, ndim)
-    values = np.zeros((a.size, 2 * ndim + 1))
-    diagonal = np.zeros_like(a)
+    source, indices, indptr = _stencil_pattern(n, ndim)
+    scale = (n / length) ** 2
+    bands = np.empty((2 * ndim + 1, a.size))
+    diagonal = bands[ndim].reshape(a.shape)
+    diagonal[...] = 0.0
     for axis in range(ndim):
-        lower, upper = a[_along(axis, ndim, slice(None, -1))], a[_along(axis, ndim, slice(1, None))]
-        interior = 0.5 * (lower + upper)  # face between cells i and i + 1 along axis
-        diagonal[_along(axis, ndim, slice(None, -1))] += interior
-        diagonal[_along(axis, ndim, slice(1, None))] += interior
+        lower, upper = _along(axis, ndim, slice(None, -1)), _along(axis, ndim, slice(1, None))
+        # The face between cells i and i + 1 along the axis; the band's entries at the far
+        # wall are left unset: the pattern has no entry there.
+        face = bands[2 * ndim - axis].reshape(a.shape)[lower]
+        np.add(a[lower], a[upper], out=face)
+        face *= 0.5
+        diagonal[lower] += face
+        diagonal[upper] += face
         # Boundary faces at distance h/2 use the boundary cell's own coefficient (factor 2).
         for side in (0, -1):
             diagonal[_along(axis, ndim, side)] += 2 * a[_along(axis, ndim, side)]
-        face = np.zeros_like(a)
-        face[_along(axis, ndim, slice(None, -1))] = -interior
-        values[:, -1 - axis] = face.ravel()  # coupling to cell i + 1
-        values[:, axis] = np.roll(face, 1, axis=axis).ravel()  # to cell i - 1 (wrapped entries absent)
-    scale = (n / length) ** 2
-    values[:, ndim] = diagonal.ravel()
-    values *= scale
-    values[:, ndim] -= shift
-    return sp.csc_matrix((values.ravel()[present], indices, indptr), shape=(a.size, a.size))
+        face *= -scale
+        stride = n ** (ndim - 1 - axis)
+        bands[axis, stride:] = bands[2 * ndim - axis, :-stride]  # the coupling to cell p - s is p - s's to p
+    bands[ndim] *= scale
+    bands[ndim] -= shift
+    return sp.csc_matrix((bands.ravel().take(source), indices, indptr), shape=(a.size, a.size))
 
 
 def dirichlet_lift(a: np.ndarray, g: Callable[..., np.ndarray], length: float = 1.0) -> np.ndarray:
