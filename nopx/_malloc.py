@@ -19,13 +19,21 @@ A kept block only helps if it is free when the next step asks for one. XLA:CPU h
 execution's temporaries back *after* its outputs are ready, and with JAX's asynchronous CPU
 dispatch the next step's request often comes first: the heap then keeps two blocks (or
 more), and peak RSS doubled (config d of ``bench/train_step.py``: 2.3-4.1 GiB instead of
-1.4 GiB; config e: 1.57 instead of 0.84 GiB). :func:`sync_cpu_dispatch` therefore also turns
+1.4 GiB; config e: 1.57 instead of 0.84 GiB). :func:`tune_jax` therefore also turns
 JAX's CPU dispatch synchronous (``jax_cpu_enable_async_dispatch=False``: a call returns when
 the computation, its temporaries included, is done); measured step times were the same or
-slightly lower (2026-11-30, quiet 2 cores). It is applied where nopx first imports JAX
-(``nopx.layers``, ``nopx.losses``, ``nopx.training``), so ``import nopx`` stays free of JAX,
-and only while the allocator settings are on; it acts if JAX's CPU backend is not yet
-running (after that, the setting no longer changes anything).
+slightly lower (2026-11-30, quiet 2 cores).
+
+The kept heap also keeps what the XLA compiler freed: about 100 MiB after compiling a 2-D
+FNO train step, under the step's temporaries, which then come from the top of the heap, so
+the peak resident set was compile scratch + temporaries (config a: 862-873 MiB, the PyTorch
+peer 807-854). :func:`tune_jax` therefore hands the free heap pages back with
+``malloc_trim(0)`` after every XLA compilation (a JAX monitoring event): config a 779 MiB.
+
+:func:`tune_jax` is applied where nopx first imports JAX (``nopx.layers``, ``nopx.losses``,
+``nopx.training``), so ``import nopx`` stays free of JAX, and only while the allocator
+settings are on; the dispatch setting acts if JAX's CPU backend is not yet running (after
+that, it no longer changes anything).
 """
 
 from __future__ import annotations
@@ -66,12 +74,30 @@ def tune_malloc() -> bool:
     return _tuned
 
 
-def sync_cpu_dispatch() -> bool:
-    """Make JAX's CPU dispatch synchronous where :func:`tune_malloc` took effect (module
-    docstring); True if it did. Imports JAX."""
+#: The JAX monitoring event recorded when an XLA compilation finishes.
+COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+#: How many times the heap was trimmed after a compilation (tests read it).
+trims = 0
+_listening = False
+
+
+def _trim_after_compile(event: str, duration_secs: float, **kwargs: str | int) -> None:
+    global trims
+    if event == COMPILE_EVENT and (libc := _glibc()) is not None:
+        libc.malloc_trim(ctypes.c_size_t(0))
+        trims += 1
+
+
+def tune_jax() -> bool:
+    """Make JAX's CPU dispatch synchronous and trim the heap after every compilation, where
+    :func:`tune_malloc` took effect (module docstring); True if it did. Imports JAX."""
     if not _tuned:
         return False
     import jax
 
+    global _listening
     jax.config.update("jax_cpu_enable_async_dispatch", False)
+    if not _listening:
+        jax.monitoring.register_event_duration_secs_listener(_trim_after_compile)
+        _listening = True
     return True

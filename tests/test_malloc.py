@@ -80,3 +80,29 @@ def test_cpu_dispatch_is_synchronous_so_each_step_hands_its_scratch_back():
     opted_out = subprocess.run([sys.executable, "-c", HELD], capture_output=True, text=True,
                                check=True, env={**os.environ, malloc.OPT_OUT: "default"})
     assert opted_out.stdout.split()[0] == "True"
+
+
+# Free a touched 256 MiB heap block (kept resident under nopx's settings), compile a new
+# function, and report whether the block's pages left the resident set, and the trim count.
+TRIMMED = """
+import ctypes, nopx._malloc as malloc, nopx.layers, jax, jax.numpy as jnp
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+def rss(): return int(open("/proc/self/statm").read().split()[1]) * 4096
+size = 256 << 20
+keep_top = libc.malloc(1 << 20)  # a live block above ours: only an in-heap trim can release it
+block = libc.malloc(size)
+ctypes.memset(block, 1, size)
+guard = libc.malloc(1 << 20)
+libc.free(ctypes.c_void_p(block))
+before, trims = rss(), malloc.trims
+jax.jit(lambda x: jnp.sin(x) * 3.0)(jnp.ones(7)).block_until_ready()
+print(before - rss() > size // 2, malloc.trims > trims)
+"""
+
+
+@glibc_only
+def test_the_heap_is_trimmed_after_each_compilation():
+    """What the compiler freed leaves the resident set, so a step's temporaries do not stack on it."""
+    out = subprocess.run([sys.executable, "-c", TRIMMED], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True"]

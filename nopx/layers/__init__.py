@@ -23,9 +23,9 @@ needs no transposes at all.
 * :func:`get_activation`, :func:`gelu`: activations by name.
 """
 
-from nopx._malloc import sync_cpu_dispatch
+from nopx._malloc import tune_jax
 
-sync_cpu_dispatch()  # before JAX's CPU backend starts (nopx/_malloc.py)
+tune_jax()  # before JAX's CPU backend starts (nopx/_malloc.py)
 
 from nopx.layers.activations import ACTIVATIONS, gelu, get_activation
 from nopx.layers.channel_mlp import ChannelMLP, channel_linear

@@ -10,9 +10,9 @@ quantity is per channel; see each function).
 Training losses are found by name (``loss: {name: ...}``) through :func:`register_loss`.
 """
 
-from nopx._malloc import sync_cpu_dispatch
+from nopx._malloc import tune_jax
 
-sync_cpu_dispatch()  # before JAX's CPU backend starts (nopx/_malloc.py)
+tune_jax()  # before JAX's CPU backend starts (nopx/_malloc.py)
 
 from nopx.losses.h1 import h1
 from nopx.losses.lp import relative_lp

@@ -5,9 +5,9 @@
 ['Checkpoints', 'Normalizer', 'Split', 'Steps', 'evaluate_run', 'load_run', 'load_splits', 'make_optimizer', 'make_schedule', 'train_and_evaluate']
 """
 
-from nopx._malloc import sync_cpu_dispatch
+from nopx._malloc import tune_jax
 
-sync_cpu_dispatch()  # before JAX's CPU backend starts (nopx/_malloc.py)
+tune_jax()  # before JAX's CPU backend starts (nopx/_malloc.py)
 
 from nopx.training.checkpoint import Checkpoints
 from nopx.training.data import Normalizer, Split, load_splits
