@@ -121,19 +121,6 @@ class StencilLevel:
         diagonal, *faces = _kernels().coarsen(self.diagonal, self.remainder, *self.faces)
         return StencilLevel(diagonal, faces, self.compiled[0].dtype)
 
-    def matrix(self) -> sp.csr_matrix:
-        """This level's operator as a sparse matrix (row-major cells)."""
-        index = np.arange(self.diagonal.size).reshape(self.shape)
-        rows, cols, values = [index.ravel()], [index.ravel()], [self.diagonal.ravel()]
-        for a, t in enumerate(self.faces):
-            lower, upper = index[_along(a, 3, slice(None, -1))].ravel(), index[_along(a, 3, slice(1, None))].ravel()
-            inner = -t[_along(a, 3, slice(1, -1))].ravel()
-            rows += [lower, upper]
-            cols += [upper, lower]
-            values += [inner, inner]
-        n = self.diagonal.size
-        return sp.csr_matrix((np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
-
 
 class StencilPattern:
     """Where the matrices of one sparsity structure keep their stencil entries.
@@ -211,7 +198,7 @@ class StencilHierarchy:
                              "stencil on a square or cubic grid; use solver.method amg, pardiso or direct")
         level = StencilLevel(*stencil, np.dtype(dtype))
         diagonal_scale = level.diagonal.max()
-        #: CG applies (an M-matrix: symmetric positive definite); otherwise GMRES.
+        #: An M-matrix (symmetric positive definite): CG converges; otherwise it may stall and GMRES takes over.
         self.definite = bool(all((t >= 0).all() for t in level.faces)
                              and (level.remainder >= -1e-10 * diagonal_scale).all())
         self.levels = [level]
@@ -399,7 +386,7 @@ class GMGSolver:
       rtol: the true relative residual to reach (a recipe passes ``solver.rtol``).
       max_coarse: cells of the coarsest level (a direct banded solve), where the grid allows.
       precision: ``float32`` or ``float64`` V-cycle (CG or GMRES stay float64).
-      restart: GMRES restart length (indefinite matrices; they converge in 10 to 15).
+      restart: GMRES restart length (for an indefinite system on which CG stalls).
       maxiter: iteration cap per system.
     """
 
@@ -418,8 +405,8 @@ class GMGSolver:
     def warm_up(self, system: System | None = None) -> None:
         """Load the compiled kernels (about 0.3 s the first time in a process) by solving ``system``.
 
-        The kernels are compiled per number of grid levels: a system of the sequence to come
-        (default: a 64² Poisson problem) loads the ones it will use.
+        One compiled cycle serves every grid depth, so any system loads them (default: a 64²
+        Poisson problem); a system of the sequence to come also loads its precision's.
         """
         for _ in self.solve([system or (diffusion_matrix(np.ones((64, 64))), np.ones(4096))]):
             pass

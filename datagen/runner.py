@@ -259,8 +259,8 @@ def _start_method() -> str:
 def _warm_up(recipe: Recipe, first: int, chain: list[int]) -> None:
     """Build the recipe's engine here and let it load what it compiles, for forked workers to inherit.
 
-    It warms up on the chain's first system (an engine compiles per problem size), where
-    the family makes single systems.
+    It warms up on the chain's first system (what an engine loads can depend on it: the
+    candidates of ``auto`` that apply), where the family makes single systems.
     """
     family, solver = _built(recipe)
     if hasattr(solver, "warm_up"):
