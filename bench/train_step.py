@@ -9,8 +9,12 @@ other, one child process per side:
 * nopx: ``nopx.models.FNO`` (``TFNO`` for config c) with neuraloperator's defaults, in this
   interpreter (``--worker``).
 
-The sides alternate per configuration (a: peer first, b: nopx first, ...), so a burst of
-foreign load hits both sides of one ratio. What is timed, identically on both sides: float32,
+The sides alternate per configuration and round (a: peer first, b: nopx first, ...), so a
+burst of foreign load hits both sides of one ratio. Each configuration runs ``--rounds``
+rounds of one child per side: this machine has slow spells that no foreign process explains
+(the same step 10-15% slower for a minute, on either side), so one pair of children can land
+a ratio 10% off. The table gives each side's median over the rounds, the median of the
+per-round speed-ups with their range, and the largest peak RSS of any round. What is timed, identically on both sides: float32,
 synthetic normal data, train step = forward + relative L2 summed over the batch + backward +
 Adam(1e-3) (nopx: one ``jax.jit`` around ``value_and_grad`` and the optax update, parameters
 and optimiser state donated, ``block_until_ready`` per step), forward = the jitted apply
@@ -44,6 +48,7 @@ import json
 import os
 import platform
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -59,8 +64,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 PEER_DRIVER = HERE / "peers" / "neuralop_train_step.py"
 DEFAULT_RESULTS = HERE / "RESULTS.md"
-GLIBC_TUNABLES = ("glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:"
-                  "glibc.malloc.trim_threshold=2147483647")
+GLIBC_TUNABLES = ("glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647:"
+                  "glibc.malloc.top_pad=67108864")
 # Per --malloc: the environment of both children, and the peer driver's --malloc.
 MALLOC_MODES = {
     "nopx": ({}, "nopx"),
@@ -169,6 +174,35 @@ def measure(side: str, key: str, args: argparse.Namespace, peer_python: Path | N
     return best
 
 
+def combine(runs: list[dict]) -> dict:
+    """One side's rounds of one config as one record: medians of the timings, the largest
+    peak RSS and foreign CPU share; the rounds themselves under ``"rounds"``."""
+    if errors := [r for r in runs if "error" in r]:
+        return {**errors[0], "rounds": runs}
+
+    def values(path: str) -> list:
+        return [v for r in runs if (v := _get(r, path)) is not None]
+
+    def median(path: str):
+        return statistics.median(v) if (v := values(path)) else None
+
+    shares = values("foreign_cpu_share")
+    return {"train": {"ms_median": median("train.ms_median"),
+                      "minor_faults": median("train.minor_faults"),
+                      "first_s": median("train.first_s")},
+            "forward": {"ms_median": median("forward.ms_median")},
+            "rss_mib": {"peak_train": max(values("rss_mib.peak_train"), default=None)},
+            "foreign_cpu_share": max(shares) if shares else None,
+            "rounds": runs}
+
+
+def round_ratios(peer: dict, ours: dict, path: str) -> list[float]:
+    """peer / nopx of ``path`` in each round both sides completed."""
+    pairs = zip(peer.get("rounds", [peer]), ours.get("rounds", [ours]))
+    return [p / o for rp, ro in pairs
+            if (p := _get(rp, path)) is not None and (o := _get(ro, path)) is not None]
+
+
 def _git_commit() -> str:
     git = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
                          capture_output=True, text=True).stdout.strip()
@@ -199,8 +233,12 @@ def _fmt(value, spec: str = ".1f") -> str:
 
 
 def _ratio(peer: dict, ours: dict, path: str) -> str:
-    p, o = _get(peer, path), _get(ours, path)
-    return "—" if p is None or o is None else f"{p / o:.2f}x"
+    """The median per-round speed-up, with the range over the rounds when there are several."""
+    ratios = round_ratios(peer, ours, path)
+    if not ratios:
+        return "—"
+    spread = f" ({min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else ""
+    return f"{statistics.median(ratios):.2f}x{spread}"
 
 
 def _share(r: dict) -> str:
@@ -240,7 +278,9 @@ def report_block(report: dict, table: str) -> str:
         f"nopx {report['commit']}, jax {report['jax']}; peer {report['peer_versions']}",
         f"- Command: `{report['command']}`",
         f"- Threads: {s['threads']} per side (pinned CPUs {s['pinned_cpus']}); median of "
-        f"{s['iters']} steps after {s['warmup']} warm-ups; a child counts as contended above "
+        f"{s['iters']} steps after {s['warmup']} warm-ups; {s.get('rounds', 1)} round(s) of one "
+        f"child per side: ms = median over the rounds, speed-up = median of the per-round "
+        f"ratios (range), peak RSS = largest of any round; a child counts as contended above "
         f"{s['max_other_cpu']:.0%} foreign CPU (last column) and is re-run up to "
         f"{s['attempts']} times. **Rows with foreign CPU above that are contended.**",
         "- speed-up = peer ms / nopx ms (above 1: nopx faster).",
@@ -255,13 +295,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--configs", default="a,b,c,d,e", help="comma-separated keys (default %(default)s)")
     p.add_argument("--quick", action="store_true",
-                   help="smoke test: --iters 3 --warmup 1 --attempts 1 --quiet-wait 0 --no-write")
+                   help="smoke test: --iters 3 --warmup 1 --rounds 1 --attempts 1 --quiet-wait 0 "
+                        "--no-write")
     p.add_argument("--iters", type=int, default=10, help="timed steps, median reported")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps before timing")
     p.add_argument("--threads", type=int, default=2, help="CPUs for each child")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--malloc", choices=tuple(MALLOC_MODES), default="nopx",
                    help="allocator settings of both sides (module docstring)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="children per side and config, alternating sides (module docstring)")
     p.add_argument("--attempts", type=int, default=3,
                    help="re-run a contended child up to this many times, keep the quietest")
     p.add_argument("--max-other-cpu", type=float, default=0.05,
@@ -292,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.results} from {args.from_json}", file=sys.stderr)
         return 0
     if args.quick:
-        args.iters, args.warmup, args.attempts, args.quiet_wait, args.no_write = 3, 1, 1, 0.0, True
+        args.iters, args.warmup, args.rounds, args.attempts, args.quiet_wait, args.no_write = \
+            3, 1, 1, 1, 0.0, True
     keys = [k.strip() for k in args.configs.split(",") if k.strip()]
     if unknown := [k for k in keys if k not in CONFIGS]:
         raise SystemExit(f"unknown config(s) {unknown}; known: {sorted(CONFIGS)}")
@@ -303,11 +347,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for i, key in enumerate(keys):
         print(f"[{key}] {CONFIGS[key].name}", file=sys.stderr, flush=True)
-        row = {"peer": {"error": "not run (--no-peer)"}} if args.no_peer else {}
-        for side in (["peer", "nopx"] if i % 2 == 0 else ["nopx", "peer"]):
-            if side not in row:
-                row[side] = measure(side, key, args, peer_python)
-        rows.append((key, row["nopx"], row["peer"]))
+        sides = ["nopx"] if args.no_peer else ["peer", "nopx"]
+        runs: dict[str, list[dict]] = {side: [] for side in sides}
+        for r in range(args.rounds):
+            for side in (sides if (i + r) % 2 == 0 else sides[::-1]):
+                runs[side].append(measure(side, key, args, peer_python))
+        peer = combine(runs["peer"]) if "peer" in runs else {"error": "not run (--no-peer)"}
+        rows.append((key, combine(runs["nopx"]), peer))
 
     table = markdown_table(rows)
     print(table)
@@ -319,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{_cpu_model()}, {os.cpu_count()} CPUs, {platform.platform()}",
         "commit": _git_commit(), "jax": version("jax"), "peer_versions": peer_versions,
         "settings": {"iters": args.iters, "warmup": args.warmup, "threads": args.threads,
-                     "pinned_cpus": pinned, "malloc": args.malloc, "attempts": args.attempts,
+                     "pinned_cpus": pinned, "malloc": args.malloc, "rounds": args.rounds,
+                     "attempts": args.attempts,
                      "max_other_cpu": args.max_other_cpu},
         "results": [{"key": k, "nopx": o, "peer": p} for k, o, p in rows],
     }

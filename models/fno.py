@@ -27,6 +27,7 @@ from flax import nnx
 
 from nopx.layers import (ChannelMLP, FNOBlock, append_grid, domain_pads, pad_domain,
                          unpad_domain)
+from nopx.layers.batch_chunks import Chunks, apply_in_chunks, check_chunks, resolve_chunks
 from nopx.layers.checks import check_choice, check_n_modes, check_positive
 from nopx.layers.factorized import FACTORIZATIONS, Factorization, FactorizedTensor, Rank
 from nopx.layers.fourier import Method, Norm, kept_shape
@@ -77,6 +78,9 @@ class FNO(nnx.Module):
         blocks, block ``l`` using slice ``l``; ignored when dense.
       implementation: ``"auto"``, ``"reconstructed"`` or ``"factorized"``: how a factorized
         weight is applied (:class:`~nopx.layers.SpectralConv`).
+      batch_chunks: run a batch as this many independent chunks (``"auto"``: two on a
+        single-device CPU backend, one elsewhere; :mod:`nopx.layers.batch_chunks`). The
+        output does not depend on it; XLA:CPU overlaps the chunks.
       rngs: random streams for the initialisation (``None``: ``nnx.Rngs(0)``).
 
     >>> import jax.numpy as jnp
@@ -103,9 +107,11 @@ class FNO(nnx.Module):
                  non_linearity: str = "gelu", norm: str | None = None, fft_norm: Norm = "forward",
                  transform: Method = "auto", factorization: Factorization = "dense",
                  rank: Rank = 0.1, joint_factorization: bool = False,
-                 implementation: Implementation = "auto", rngs: nnx.Rngs | None = None) -> None:
+                 implementation: Implementation = "auto", batch_chunks: Chunks = "auto",
+                 rngs: nnx.Rngs | None = None) -> None:
         check_positive(in_channels=in_channels, out_channels=out_channels,
                        hidden_channels=hidden_channels, n_layers=n_layers)
+        check_chunks(batch_chunks)
         check_choice("positional_embedding", positional_embedding, ("grid", None))
         check_choice("factorization", factorization, FACTORIZATIONS)
         check_choice("implementation", implementation, IMPLEMENTATIONS)
@@ -117,6 +123,7 @@ class FNO(nnx.Module):
         self.positional_embedding = positional_embedding
         self.factorization = factorization
         self.joint_factorization = joint_factorization
+        self.batch_chunks = batch_chunks
         dim = len(self.n_modes)
         if domain_padding is not None:
             domain_pads((1,) * dim, domain_padding)          # raises ValueError if malformed
@@ -158,7 +165,15 @@ class FNO(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """``(B, n_1, ..., n_d, C_in) -> (B, n_1, ..., n_d, C_out)``."""
-        return self.head(self.trunk(x), x.shape[1:-1])
+        self._check_input(x)
+        chunks = resolve_chunks(self.batch_chunks, x.shape[0])
+        return apply_in_chunks(lambda part: self.head(self.trunk(part), x.shape[1:-1]), x, chunks)
+
+    def _check_input(self, x: jax.Array) -> None:
+        dim = len(self.n_modes)
+        if x.ndim != dim + 2 or x.shape[-1] != self.in_channels:
+            raise ValueError(f"FNO expects (batch, {dim} spatial axes, {self.in_channels} "
+                             f"channels); got shape {x.shape}")
 
     def trunk(self, x: jax.Array) -> jax.Array:
         """All before the last block: ``(B, *n, C_in) -> (B, *padded n, hidden_channels)``.
@@ -166,10 +181,7 @@ class FNO(nnx.Module):
         With :meth:`head`, the cut at the last spectral convolution that Spectral-Refiner
         fine-tunes (:mod:`nopx.refine`).
         """
-        dim = len(self.n_modes)
-        if x.ndim != dim + 2 or x.shape[-1] != self.in_channels:
-            raise ValueError(f"FNO expects (batch, {dim} spatial axes, {self.in_channels} "
-                             f"channels); got shape {x.shape}")
+        self._check_input(x)
         if self.positional_embedding == "grid":
             x = append_grid(x)
         x = self.lifting(x)

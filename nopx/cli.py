@@ -26,8 +26,8 @@ ONE_TASK = "Start it as one task (srun --ntasks=1, or without srun) to leave the
 # mallopt (nopx/_malloc.py), which cuts the faults 4-5x; the same settings given at process
 # start still fault less (0 against ~18k per step in config a, bench/RESULTS.md, "Allocator
 # in-process"), so train/eval keep the re-exec: glibc reads tunables only at process start.
-TUNED_MALLOC = ("glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:"
-                "glibc.malloc.trim_threshold=17179869184")
+TUNED_MALLOC = ("glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184:"
+                "glibc.malloc.top_pad=67108864")
 
 
 def _shard(text: str) -> tuple[int, int]:

@@ -130,3 +130,41 @@ def test_wrong_input_shape_is_a_value_error():
         model(jnp.ones((1, 8, 2)))
     with pytest.raises(ValueError, match="too few"):
         model(jnp.ones((1, 8, 3, 2)))
+
+
+def test_batch_chunks_change_neither_outputs_nor_gradients():
+    """Chunks (uneven ones too) run separately, yet the function and its gradient are the same."""
+    x = jax.random.normal(jax.random.PRNGKey(3), (5, 16, 1))
+    y = jnp.cos(x)
+
+    def loss_and_grads(chunks):
+        model = FNO(1, 1, (6,), 8, n_layers=2, batch_chunks=chunks, rngs=nnx.Rngs(4))
+        loss, grads = nnx.value_and_grad(lambda m: relative_lp(m(x), y))(model)
+        n_dots = str(jax.make_jaxpr(model)(x)).count("dot_general")
+        return loss, jax.tree.leaves(nnx.state(grads, nnx.Param)), n_dots
+
+    whole, chunked = loss_and_grads(1), loss_and_grads(3)
+    np.testing.assert_allclose(chunked[0], whole[0], rtol=1e-6)
+    for g_chunked, g_whole in zip(chunked[1], whole[1], strict=True):
+        np.testing.assert_allclose(g_chunked, g_whole, rtol=1e-5, atol=1e-7)
+    assert chunked[2] == 3 * whole[2]          # three independent chains, not one
+
+
+def test_auto_batch_chunks_follow_backend_devices_and_cpus(monkeypatch):
+    from nopx.layers import batch_chunks
+
+    monkeypatch.setattr(batch_chunks.jax, "default_backend", lambda: "cpu")
+    monkeypatch.setattr(batch_chunks.jax, "device_count", lambda: 1)
+    monkeypatch.setattr(batch_chunks, "_usable_cpus", lambda: 2)
+    assert batch_chunks.resolve_chunks("auto", 16) == 2
+    assert batch_chunks.resolve_chunks("auto", 1) == 1            # never more than the samples
+    monkeypatch.setattr(batch_chunks, "_usable_cpus", lambda: 16)
+    assert batch_chunks.resolve_chunks("auto", 16) == 4
+    monkeypatch.setattr(batch_chunks.jax, "device_count", lambda: 8)   # a mesh: batch sharded
+    assert batch_chunks.resolve_chunks("auto", 16) == 1
+    monkeypatch.setattr(batch_chunks.jax, "device_count", lambda: 1)
+    monkeypatch.setattr(batch_chunks.jax, "default_backend", lambda: "gpu")
+    assert batch_chunks.resolve_chunks("auto", 16) == 1
+    assert batch_chunks.resolve_chunks(3, 16) == 3
+    with pytest.raises(ValueError, match="batch_chunks"):
+        FNO(1, 1, (4,), 4, batch_chunks=0)

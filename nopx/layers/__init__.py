@@ -16,6 +16,8 @@ needs no transposes at all.
 * :func:`pad_domain`, :func:`unpad_domain`: domain padding;
 * :func:`make_norm`: instance / group normalisation;
 * :class:`FNOBlock`: one FNO layer;
+* :func:`apply_in_chunks` (:mod:`~nopx.layers.batch_chunks`): a per-sample model on a batch
+  as independent chunks, which XLA:CPU overlaps;
 * :class:`WindowAttention`, :func:`window_and_shift` (:mod:`~nopx.layers.window_attention`):
   SwinV2 windowed scaled-cosine attention with a continuous relative position bias;
 * :class:`ConditionalLayerNorm`: a layer norm whose scale and shift are functions of the
@@ -28,6 +30,7 @@ from nopx._malloc import tune_jax
 tune_jax()  # before JAX's CPU backend starts (nopx/_malloc.py)
 
 from nopx.layers.activations import ACTIVATIONS, gelu, get_activation
+from nopx.layers.batch_chunks import apply_in_chunks
 from nopx.layers.channel_mlp import ChannelMLP, channel_linear
 from nopx.layers.conditional_norm import ConditionalLayerNorm
 from nopx.layers.embedding import append_grid, grid_coordinates
@@ -52,6 +55,7 @@ __all__ = [
     "SpectralConv",
     "WindowAttention",
     "append_grid",
+    "apply_in_chunks",
     "channel_linear",
     "domain_pads",
     "gelu",
