@@ -14,18 +14,20 @@ burst of foreign load hits both sides of one ratio. Each configuration runs ``--
 rounds of one child per side: this machine has slow spells that no foreign process explains
 (the same step 10-15% slower for a minute, on either side), so one pair of children can land
 a ratio 10% off. The table gives each side's median over the rounds, the median of the
-per-round speed-ups with their range, and the largest peak RSS of any round. What is timed, identically on both sides: float32,
-synthetic normal data, train step = forward + relative L2 summed over the batch + backward +
-Adam(1e-3) (nopx: one ``jax.jit`` around ``value_and_grad`` and the optax update, parameters
-and optimiser state donated, ``block_until_ready`` per step), forward = the jitted apply
-(peer: ``eval()`` under ``inference_mode``); median of ``--iters`` calls after ``--warmup``;
-nopx's first (compiling) call timed apart. Peak RSS is the child's ``ru_maxrss``.
+per-round speed-ups with their range, and the largest peak RSS of any round.
+
+What is timed, identically on both sides: float32, synthetic normal data, train step =
+forward + relative L2 summed over the batch + backward + Adam(1e-3) (nopx: one ``jax.jit``
+around ``value_and_grad`` and the optax update, parameters and optimiser state donated,
+``block_until_ready`` per step), forward = the jitted apply (peer: ``eval()`` under
+``inference_mode``); median of ``--iters`` calls after ``--warmup``; nopx's first
+(compiling) call timed apart. Peak RSS is the child's ``ru_maxrss``.
 
 Allocator (``--malloc``): ``nopx`` (default) is what a library user gets: ``import nopx``
 applies its ``mallopt`` settings (``nopx/_malloc.py``), and the peer driver applies the same
 ones; ``default`` runs both on glibc's defaults (``NOPX_MALLOC=default``); ``tunables`` runs
 both with the same settings given as ``GLIBC_TUNABLES`` at process start (what ``nopx
-train`` used to re-exec itself with), to check that the in-process call matches it.
+train`` re-execs itself with), to check that the in-process call matches it.
 
 Threads: the driver pins itself and its children to ``--threads`` CPUs (``sched_setaffinity``;
 XLA:CPU sizes its pool from the mask, torch gets ``set_num_threads``).
