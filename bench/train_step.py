@@ -25,9 +25,10 @@ around ``value_and_grad`` and the optax update, parameters and optimiser state d
 
 Allocator (``--malloc``): ``nopx`` (default) is what a library user gets: ``import nopx``
 applies its ``mallopt`` settings (``nopx/_malloc.py``), and the peer driver applies the same
-ones; ``default`` runs both on glibc's defaults (``NOPX_MALLOC=default``); ``tunables`` runs
-both with the same settings given as ``GLIBC_TUNABLES`` at process start (what ``nopx
-train`` re-execs itself with), to check that the in-process call matches it.
+ones; ``default`` runs both on glibc's defaults (``NOPX_MALLOC=default``); ``tunables`` is
+what ``nopx train`` gets: both sides start with its ``GLIBC_TUNABLES`` (``nopx.cli``), and
+nopx's import still makes JAX's dispatch synchronous, which keeps the step's block in the
+main arena (``nopx/_malloc.py``).
 
 Threads: the driver pins itself and its children to ``--threads`` CPUs (``sched_setaffinity``;
 XLA:CPU sizes its pool from the mask, torch gets ``set_num_threads``).
@@ -62,17 +63,17 @@ from peers import venv
 from peers.fno_configs import CONFIGS, FNOConfig
 from peers.timing import peak_rss_mib, step_report, timed_calls
 
+from nopx.cli import TUNED_MALLOC  # what `nopx train` re-execs itself with
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 PEER_DRIVER = HERE / "peers" / "neuralop_train_step.py"
 DEFAULT_RESULTS = HERE / "RESULTS.md"
-GLIBC_TUNABLES = ("glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647:"
-                  "glibc.malloc.top_pad=67108864")
 # Per --malloc: the environment of both children, and the peer driver's --malloc.
 MALLOC_MODES = {
     "nopx": ({}, "nopx"),
     "default": ({"NOPX_MALLOC": "default"}, "default"),
-    "tunables": ({"NOPX_MALLOC": "default", "GLIBC_TUNABLES": GLIBC_TUNABLES}, "default"),
+    "tunables": ({"GLIBC_TUNABLES": TUNED_MALLOC}, "default"),
 }
 
 

@@ -78,9 +78,10 @@ class FNO(nnx.Module):
         blocks, block ``l`` using slice ``l``; ignored when dense.
       implementation: ``"auto"``, ``"reconstructed"`` or ``"factorized"``: how a factorized
         weight is applied (:class:`~nopx.layers.SpectralConv`).
-      batch_chunks: run a batch as this many independent chunks (``"auto"``: two on a
-        single-device CPU backend, one elsewhere; :mod:`nopx.layers.batch_chunks`). The
-        output does not depend on it; XLA:CPU overlaps the chunks.
+      batch_chunks: run a batch as this many independent chunks (``"auto"``: two or four
+        on a single-device CPU backend, by the CPUs available, one elsewhere;
+        :func:`~nopx.layers.batch_chunks.resolve_chunks`). The output does not depend on it;
+        XLA:CPU overlaps the chunks.
       rngs: random streams for the initialisation (``None``: ``nnx.Rngs(0)``).
 
     >>> import jax.numpy as jnp

@@ -12,7 +12,7 @@ goes"). Three ``mallopt`` settings keep freed big blocks in the heap for the nex
   unmaps a heap that became wholly free unless the padding would not fit in it). Eigen's
   packing buffers of a large matrix product (32 MiB each, allocated on XLA's worker threads)
   otherwise made a new heap and unmapped it every call: 700k-930k page faults per call of
-  a 4096×2048 product pair, 0 with the padding (``tests/test_malloc.py``). The padding is
+  a 4096×2048 product pair, 0-3,300 with the padding (``tests/test_malloc.py``). The padding is
   address space, not memory: pages are only touched when used.
 
 The step's block comes from the main arena, the heap of the thread that calls the compiled

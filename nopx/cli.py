@@ -23,9 +23,10 @@ ONE_TASK = "Start it as one task (srun --ntasks=1, or without srun) to leave the
 # XLA:CPU allocates a scratch buffer of hundreds of MB per train step; glibc's default serves it
 # with mmap/munmap each time (~67k page faults, a quarter of the step's CPU on a 2-core box).
 # Keeping it on the heap removes that. `import nopx` already applies the same settings with
-# mallopt (nopx/_malloc.py), which cuts the faults 4-5x; the same settings given at process
-# start still fault less (0 against ~18k per step in config a, bench/RESULTS.md, "Allocator
-# in-process"), so train/eval keep the re-exec: glibc reads tunables only at process start.
+# mallopt (nopx/_malloc.py). Given at process start they also cover what runs before that
+# import; the last comparison (`nopx train` on darcy, 2026-11-30) put the re-exec at the same
+# page faults and 3.1-3.3 s per epoch against 3.3-4.1 s without it, so train/eval keep it:
+# glibc reads tunables only at process start.
 TUNED_MALLOC = ("glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184:"
                 "glibc.malloc.top_pad=67108864")
 
